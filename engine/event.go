@@ -1,0 +1,112 @@
+package engine
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Source is the delivery channel an event arrived through. It is the
+// <source> token of the event's subject.
+type Source string
+
+// The sources transferd accepts.
+const (
+	SourceConnect Source = "connect"
+	SourceForge   Source = "forge"
+)
+
+// Valid reports whether s is one of the known sources.
+func (s Source) Valid() bool { return s == SourceConnect || s == SourceForge }
+
+// Kind is the canonical event kind, the same for both sources.
+type Kind string
+
+// The canonical kinds (DESIGN §3). KindUnknown covers every eventType the
+// engine does not know: such events are stored and shown, never folded into
+// a phase.
+const (
+	KindListenerTriggered     Kind = "listener-triggered"
+	KindAppDataUploaded       Kind = "app-data-uploaded"
+	KindEventFileListUploaded Kind = "event-file-list-uploaded"
+	KindExportPhaseCompleted  Kind = "export-phase-completed"
+	KindListenerErrored       Kind = "listener-errored"
+	KindCancellationRequested Kind = "transfer-cancellation-requested"
+	KindTransferSettled       Kind = "transfer-settled"
+	KindUnknown               Kind = "unknown"
+)
+
+// Kinds lists every kind, KindUnknown last.
+var Kinds = []Kind{
+	KindListenerTriggered, KindAppDataUploaded, KindEventFileListUploaded,
+	KindExportPhaseCompleted, KindListenerErrored, KindCancellationRequested,
+	KindTransferSettled, KindUnknown,
+}
+
+// Valid reports whether k is one of Kinds.
+func (k Kind) Valid() bool {
+	for _, v := range Kinds {
+		if k == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Event is one migration event in canonical form. Parse builds it from a
+// payload; the ingest layer adds Issuer and ReceivedAt; the journal adds Seq
+// when it reads the event back.
+type Event struct {
+	// ID is the event's identity: the payload's messageId, or "sha256:"
+	// followed by the hex digest of the canonical payload when it has none.
+	ID         string
+	Source     Source
+	Kind       Kind
+	EventType  string // the eventType as received
+	TransferID string
+	MessageID  string // empty when the payload has none
+
+	// Issuer is the tenant that signed the event: a Connect clientKey or a
+	// Forge app.installationId.
+	Issuer     string
+	ReceivedAt time.Time
+	Seq        uint64 // stream sequence; zero until the event is read back
+
+	OriginalTransferID string     // set on every event of a re-run
+	Migration          *Migration // nil when the payload has no migrationDetails
+	Upload             *Upload    // uploaded kinds only
+	Error              *TransferError
+	SettlementStatus   string // transfer-settled only, when the payload names one
+
+	// ClientKeys are the Connect migrationDetails client keys other than
+	// "unknown" (jiraClientKey, confluenceClientKey), for tenant checks.
+	ClientKeys []string
+
+	// Payload is the body exactly as received (for Forge, possibly wrapped
+	// in {"payload": …}); Parse(Source, Payload) rebuilds the event.
+	Payload json.RawMessage
+}
+
+// Migration is the migrationDetails block shared by a transfer's events.
+type Migration struct {
+	MigrationID      string    `json:"migrationId"`
+	MigrationScopeID string    `json:"migrationScopeId"`
+	Name             string    `json:"name"`
+	CreatedAt        time.Time `json:"createdAt"`
+	CloudURL         string    `json:"cloudUrl"`
+}
+
+// Upload is one piece of app data uploaded to Atlassian's storage.
+type Upload struct {
+	Key   string `json:"key"`
+	Label string `json:"label"`
+	// Kind is "event-file-list" for simplified-migration file lists and
+	// empty for ordinary app data.
+	Kind string `json:"kind,omitempty"`
+}
+
+// TransferError is what a listener-errored event says about the exception
+// (Forge carries it; Connect apps fetch it from the platform).
+type TransferError struct {
+	ExceptionType  string `json:"exceptionType"`
+	SafeStackTrace string `json:"safeStackTrace"`
+}

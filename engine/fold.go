@@ -1,0 +1,140 @@
+package engine
+
+import (
+	"sort"
+	"time"
+)
+
+// Apply folds e into t and reports whether t changed. An event whose
+// identity t has already applied changes nothing. Events for another
+// transfer are ignored.
+func (t *Transfer) Apply(e *Event) bool {
+	if e.TransferID != t.TransferID {
+		return false
+	}
+	if _, ok := t.applied[e.ID]; ok {
+		return false
+	}
+	if t.applied == nil {
+		t.applied = make(map[string]struct{})
+	}
+	t.applied[e.ID] = struct{}{}
+	t.Version++
+
+	t.Source = Source(minString(string(t.Source), string(e.Source)))
+	t.Issuer = minString(t.Issuer, e.Issuer)
+	t.OriginalTransferID = minString(t.OriginalTransferID, e.OriginalTransferID)
+	if at := e.ReceivedAt.UTC(); !at.IsZero() {
+		if t.FirstReceivedAt.IsZero() || at.Before(t.FirstReceivedAt) {
+			t.FirstReceivedAt = at
+		}
+		if at.After(t.LastReceivedAt) {
+			t.LastReceivedAt = at
+		}
+	}
+	if e.Migration != nil {
+		t.Migration = mergeMigration(t.Migration, e.Migration)
+	}
+
+	switch e.Kind {
+	case KindAppDataUploaded, KindEventFileListUploaded:
+		if e.Upload != nil {
+			t.addUpload(*e.Upload)
+		}
+	case KindExportPhaseCompleted:
+		t.ExportCompleted = true
+	case KindListenerErrored:
+		if e.Error != nil {
+			t.Error = mergeError(t.Error, e.Error)
+		} else if t.Error == nil {
+			t.Error = &TransferError{}
+		}
+	case KindCancellationRequested:
+		t.CancellationRequested = true
+		t.CancellationRequestedAt = minTime(t.CancellationRequestedAt, e.ReceivedAt)
+	case KindTransferSettled:
+		if t.Settled == nil {
+			t.Settled = &Settlement{Status: e.SettlementStatus, At: e.ReceivedAt.UTC()}
+		} else {
+			t.Settled.Status = minString(t.Settled.Status, e.SettlementStatus)
+			t.Settled.At = *minTime(&t.Settled.At, e.ReceivedAt)
+		}
+	}
+	t.Phase = Advance(t.Phase, e.Kind)
+	return true
+}
+
+// Applied reports whether t has applied the event with identity id since it
+// was created or decoded.
+func (t *Transfer) Applied(id string) bool {
+	_, ok := t.applied[id]
+	return ok
+}
+
+// Fold folds events, in the order given, into a new transfer id. Whatever
+// the order and however many duplicates, the result's canonical JSON is the
+// same for the same set of event identities.
+func Fold(id string, events []*Event) *Transfer {
+	t := NewTransfer(id)
+	for _, e := range events {
+		t.Apply(e)
+	}
+	return t
+}
+
+func (t *Transfer) addUpload(u Upload) {
+	i := sort.Search(len(t.Uploads), func(i int) bool { return t.Uploads[i].Key >= u.Key })
+	if i < len(t.Uploads) && t.Uploads[i].Key == u.Key {
+		t.Uploads[i].Label = minString(t.Uploads[i].Label, u.Label)
+		t.Uploads[i].Kind = minString(t.Uploads[i].Kind, u.Kind)
+		return
+	}
+	t.Uploads = append(t.Uploads, Upload{})
+	copy(t.Uploads[i+1:], t.Uploads[i:])
+	t.Uploads[i] = u
+}
+
+func mergeMigration(a, b *Migration) *Migration {
+	if a == nil {
+		m := *b
+		m.CreatedAt = m.CreatedAt.UTC()
+		return &m
+	}
+	m := *a
+	m.MigrationID = minString(m.MigrationID, b.MigrationID)
+	m.MigrationScopeID = minString(m.MigrationScopeID, b.MigrationScopeID)
+	m.Name = minString(m.Name, b.Name)
+	m.CloudURL = minString(m.CloudURL, b.CloudURL)
+	if !b.CreatedAt.IsZero() && (m.CreatedAt.IsZero() || b.CreatedAt.Before(m.CreatedAt)) {
+		m.CreatedAt = b.CreatedAt.UTC()
+	}
+	return &m
+}
+
+func mergeError(a, b *TransferError) *TransferError {
+	if a == nil {
+		e := *b
+		return &e
+	}
+	return &TransferError{
+		ExceptionType:  minString(a.ExceptionType, b.ExceptionType),
+		SafeStackTrace: minString(a.SafeStackTrace, b.SafeStackTrace),
+	}
+}
+
+// minString is the smaller of two strings, an empty string losing to any other.
+func minString(a, b string) string {
+	if a == "" || (b != "" && b < a) {
+		return b
+	}
+	return a
+}
+
+// minTime is the earlier of *a and b, a nil or zero time losing to any other.
+func minTime(a *time.Time, b time.Time) *time.Time {
+	b = b.UTC()
+	if a == nil || a.IsZero() || (!b.IsZero() && b.Before(*a)) {
+		return &b
+	}
+	return a
+}

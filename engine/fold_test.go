@@ -1,0 +1,276 @@
+package engine_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+
+	"github.com/transferd/transferd/engine"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata/")
+
+// lifecycle is one transfer's events in the platform's usual order.
+func lifecycle(tb testing.TB, base time.Time) []*engine.Event {
+	tb.Helper()
+	details := `"migrationDetails":{"migrationId":"m-1","migrationScopeId":"s-1","name":"Plan <1>","createdAt":1723111376499,"cloudUrl":"https://site.atlassian.net"}`
+	bodies := []string{
+		`{"eventType":"avi:ecosystem.migration:triggered:listener","transferId":"t-2","messageId":"e1","originalTransferId":"t-1",` + details + `}`,
+		`{"eventType":"avi:ecosystem.migration:uploaded:app_data","transferId":"t-2","messageId":"e2","key":"k-b","label":"second",` + details + `}`,
+		`{"payload":{"eventType":"avi:ecosystem.migration:uploaded:app_data","transferId":"t-2","messageId":"e3","key":"k-a","label":"first",` + details + `}}`,
+		`{"eventType":"avi:ecosystem.migration:uploaded:event_file_list","transferId":"t-2","messageId":"e4","key":"k-c","label":"MAPPINGS"}`,
+		`{"eventType":"avi:ecosystem.migration:completed:export_phase","transferId":"t-2","messageId":"e5"}`,
+		`{"eventType":"avi:ecosystem.migration:errored:listener","transferId":"t-2","messageId":"e6","transferError":{"exceptionType":"java.lang.NullPointerException","safeStackTrace":"at X.y(X.java:1)"}}`,
+		`{"eventType":"avi:ecosystem.migration:requested:transfer_cancellation","transferId":"t-2","messageId":"e7"}`,
+		`{"eventType":"avi:ecosystem.migration:some:future_event","transferId":"t-2","messageId":"e8"}`,
+	}
+	var events []*engine.Event
+	for i, b := range bodies {
+		e := mustParse(tb, engine.SourceForge, b)
+		e.Issuer = "install-1"
+		e.ReceivedAt = base.Add(time.Duration(i) * time.Second)
+		events = append(events, e)
+	}
+	return events
+}
+
+func TestFoldGolden(t *testing.T) {
+	base := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	tr := engine.Fold("t-2", lifecycle(t, base))
+	got, err := json.MarshalIndent(tr.View(), "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "golden", "transfer-view.json")
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test ./engine -run TestFoldGolden -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("view differs from %s:\n%s", golden, got)
+	}
+	if tr.Phase != engine.PhaseCancellationRequested || tr.Version != 8 || tr.NeedsAction() != "settle" {
+		t.Errorf("phase %s version %d needsAction %q", tr.Phase, tr.Version, tr.NeedsAction())
+	}
+	if d := tr.Deadlines(); d.SettleBy == nil || !d.SettleBy.Equal(base.Add(6*time.Second+time.Hour)) {
+		t.Errorf("settleBy %v", d.SettleBy)
+	}
+}
+
+func TestFoldPhaseOnlyMovesUp(t *testing.T) {
+	settled := mustParse(t, engine.SourceConnect, `{"eventType":"transfer-settled","transferId":"t"}`)
+	triggered := mustParse(t, engine.SourceConnect, `{"eventType":"listener-triggered","transferId":"t"}`)
+	tr := engine.Fold("t", []*engine.Event{settled, triggered})
+	if tr.Phase != engine.PhaseSettled {
+		t.Errorf("phase %s after settled then triggered", tr.Phase)
+	}
+	if tr.NeedsAction() != "" {
+		t.Errorf("settled transfer needs action %q", tr.NeedsAction())
+	}
+}
+
+func TestMachineAdvance(t *testing.T) {
+	m := engine.NewMachine()
+	for _, from := range engine.Phases {
+		for _, k := range engine.Kinds {
+			got := m.Advance(from, k)
+			want := from
+			if p, ok := k.Phase(); ok && p.Rank() > from.Rank() {
+				want = p
+			}
+			if got != want {
+				t.Errorf("Advance(%s, %s) = %s, want %s", from, k, got, want)
+			}
+		}
+	}
+}
+
+func TestTransferRoundTrip(t *testing.T) {
+	tr := engine.Fold("t-2", lifecycle(t, time.Unix(1_800_000_000, 123).UTC()))
+	b := tr.MarshalCanonical()
+	back, err := engine.UnmarshalTransfer(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := back.MarshalCanonical(); !bytes.Equal(got, b) {
+		t.Errorf("round trip changed the encoding:\n%s\n%s", b, got)
+	}
+}
+
+// genEvents draws the events of a few transfers, re-runs among them, from
+// small pools of values so that events of one transfer often disagree.
+func genEvents(t *rapid.T) []*engine.Event {
+	nTransfers := rapid.IntRange(1, 4).Draw(t, "transfers")
+	kinds := engine.Kinds
+	var events []*engine.Event
+	seen := map[string]bool{}
+	for i := range nTransfers {
+		id := fmt.Sprintf("t-%d", i)
+		src := rapid.SampledFrom([]engine.Source{engine.SourceConnect, engine.SourceForge}).Draw(t, "source")
+		original := ""
+		if i > 0 && rapid.Bool().Draw(t, "rerun") {
+			original = fmt.Sprintf("t-%d", rapid.IntRange(0, i-1).Draw(t, "original"))
+		}
+		n := rapid.IntRange(1, 12).Draw(t, "events")
+		for j := range n {
+			k := rapid.SampledFrom(kinds).Draw(t, "kind")
+			p := map[string]any{"transferId": id}
+			switch src {
+			case engine.SourceConnect:
+				p["eventType"] = engine.ConnectEventType(k)
+			default:
+				p["eventType"] = engine.ForgeEventType(k)
+			}
+			if k == engine.KindUnknown {
+				p["eventType"] = rapid.SampledFrom([]string{"new-thing", "avi:ecosystem.migration:new:thing"}).Draw(t, "newType")
+			}
+			if rapid.Bool().Draw(t, "hasMessageId") {
+				p["messageId"] = fmt.Sprintf("%s-m%d", id, j)
+			}
+			if original != "" {
+				p["originalTransferId"] = original
+			}
+			if rapid.Bool().Draw(t, "details") {
+				p["migrationDetails"] = map[string]any{
+					"migrationId": rapid.SampledFrom([]string{"m-1", "m-2"}).Draw(t, "migrationId"),
+					"name":        rapid.SampledFrom([]string{"", "plan a", "plan b"}).Draw(t, "name"),
+					"createdAt":   rapid.SampledFrom([]int64{1597211035, 1723111376499}).Draw(t, "createdAt"),
+					"cloudUrl":    "https://site.atlassian.net",
+				}
+			}
+			switch k {
+			case engine.KindAppDataUploaded, engine.KindEventFileListUploaded:
+				key := rapid.SampledFrom([]string{"k1", "k2", "k3"}).Draw(t, "key")
+				p["s3Key"], p["key"] = key, key
+				p["label"] = rapid.SampledFrom([]string{"", "l1", "l2"}).Draw(t, "label")
+			case engine.KindListenerErrored:
+				if rapid.Bool().Draw(t, "errorDetail") {
+					p["transferError"] = map[string]any{
+						"exceptionType":  rapid.SampledFrom([]string{"A", "B"}).Draw(t, "exception"),
+						"safeStackTrace": rapid.SampledFrom([]string{"", "at x"}).Draw(t, "stack"),
+					}
+				}
+			case engine.KindTransferSettled:
+				p["status"] = rapid.SampledFrom([]string{"", "SUCCESS", "FAILED"}).Draw(t, "status")
+			}
+			body, err := json.Marshal(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, err := engine.Parse(src, body)
+			if err != nil {
+				t.Fatalf("Parse(%s): %v", body, err)
+			}
+			e.Issuer = "tenant-" + string(src)
+			e.ReceivedAt = time.Unix(1_800_000_000+int64(rapid.IntRange(0, 1000).Draw(t, "at")), 0).UTC()
+			// Identical content without a messageId is the same event:
+			// a transfer's state is a function of its first copy of each
+			// identity, and re-deliveries are drawn below.
+			if !seen[e.ID] {
+				seen[e.ID] = true
+				events = append(events, e)
+			}
+		}
+	}
+	return events
+}
+
+// foldAll folds a delivery sequence the way the projector does: one
+// transfer value per transferId, events applied in delivery order.
+func foldAll(events []*engine.Event) map[string][]byte {
+	transfers := map[string]*engine.Transfer{}
+	for _, e := range events {
+		tr, ok := transfers[e.TransferID]
+		if !ok {
+			tr = engine.NewTransfer(e.TransferID)
+			transfers[e.TransferID] = tr
+		}
+		tr.Apply(e)
+	}
+	out := map[string][]byte{}
+	for id, tr := range transfers {
+		out[id] = tr.MarshalCanonical()
+	}
+	return out
+}
+
+func TestFoldOrderIndependence(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		events := genEvents(t)
+		want := foldAll(events)
+
+		// Deliver again: shuffled, with re-deliveries of arbitrary events.
+		delivery := append([]*engine.Event(nil), events...)
+		for range rapid.IntRange(0, len(events)).Draw(t, "duplicates") {
+			delivery = append(delivery, rapid.SampledFrom(events).Draw(t, "duplicate"))
+		}
+		delivery = rapid.Permutation(delivery).Draw(t, "order")
+		got := foldAll(delivery)
+
+		if len(got) != len(want) {
+			t.Fatalf("%d transfers, want %d", len(got), len(want))
+		}
+		for id, w := range want {
+			if !bytes.Equal(got[id], w) {
+				t.Fatalf("transfer %s differs by order:\n in order: %s\nshuffled: %s", id, w, got[id])
+			}
+		}
+	})
+}
+
+func TestApplyIsIdempotent(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		events := genEvents(t)
+		id := events[0].TransferID
+		tr := engine.NewTransfer(id)
+		for _, e := range events {
+			tr.Apply(e)
+		}
+		before := tr.MarshalCanonical()
+		again := rapid.SampledFrom(events).Draw(t, "again")
+		if again.TransferID != id {
+			return
+		}
+		if tr.Apply(again) {
+			t.Fatalf("re-applying %s reported a change", again.ID)
+		}
+		if after := tr.MarshalCanonical(); !bytes.Equal(before, after) {
+			t.Fatalf("re-applying %s changed the transfer:\n%s\n%s", again.ID, before, after)
+		}
+	})
+}
+
+func BenchmarkFold(b *testing.B) {
+	events := lifecycle(b, time.Unix(1_800_000_000, 0).UTC())
+	b.ReportAllocs()
+	for b.Loop() {
+		engine.Fold("t-2", events)
+	}
+	b.ReportMetric(float64(b.N*len(events))/b.Elapsed().Seconds(), "events/s")
+}
+
+func BenchmarkParse(b *testing.B) {
+	raw := readPayload(b, "forge-uploaded-app-data.json")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		if _, err := engine.Parse(engine.SourceForge, raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,211 @@
+package engine_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/engine"
+)
+
+func readPayload(tb testing.TB, name string) []byte {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "payloads", name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+func TestParseSeedPayloads(t *testing.T) {
+	tests := []struct {
+		file       string
+		src        engine.Source
+		kind       engine.Kind
+		transferID string
+		idPrefix   string
+		upload     *engine.Upload
+		createdAt  time.Time
+		clientKeys []string
+		err        *engine.TransferError
+	}{
+		{
+			file: "connect-listener-triggered.json", src: engine.SourceConnect,
+			kind: engine.KindListenerTriggered, transferID: "e4166374-2345-4c31-918c-83b14eb644f6",
+			idPrefix: "sha256:", createdAt: time.Unix(1597211035, 0).UTC(),
+			clientKeys: []string{"03a7cb4b-23b6-3a79-8916-8824a053e786"},
+		},
+		{
+			file: "connect-app-data-uploaded.json", src: engine.SourceConnect,
+			kind: engine.KindAppDataUploaded, transferID: "16a84eaa-3f88-4758-94d4-ea245a3b202f",
+			idPrefix: "sha256:", createdAt: time.Unix(1597193662, 0).UTC(),
+			upload:     &engine.Upload{Key: "636abf0f-38a2-45c1-8c68-9c7edde97f3f", Label: "some-optional-label"},
+			clientKeys: []string{"acb711b8-a878-356e-abbf-1ae1730308a2"},
+		},
+		{
+			file: "forge-uploaded-app-data.json", src: engine.SourceForge,
+			kind: engine.KindAppDataUploaded, transferID: "3f3a47f2-a6a2-4204-84bb-d0fc504c9dc6",
+			idPrefix: "53f88ea7-a2d2-4dd2-9f36-2d8c43401b11", createdAt: time.UnixMilli(1723111376499).UTC(),
+			upload: &engine.Upload{Key: "e094ca53-3747-4541-b263-0bf7b56a5bca", Label: "file-label-you-used"},
+		},
+		{
+			file: "forge-errored-wrapped.json", src: engine.SourceForge,
+			kind: engine.KindListenerErrored, transferID: "3f3a47f2-a6a2-4204-84bb-d0fc504c9dc6",
+			idPrefix: "0f8e2d55-9b0e-4a8c-9d0a-5b1b3c6f7a01", createdAt: time.UnixMilli(1723111376499).UTC(),
+			err: &engine.TransferError{ExceptionType: "java.lang.IllegalStateException",
+				SafeStackTrace: "at com.example.Listener.onStartAppMigration(Listener.java:42)"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.file, func(t *testing.T) {
+			raw := readPayload(t, tc.file)
+			e, err := engine.Parse(tc.src, raw)
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if e.Kind != tc.kind || e.TransferID != tc.transferID || e.Source != tc.src {
+				t.Errorf("got kind %q transfer %q source %q", e.Kind, e.TransferID, e.Source)
+			}
+			if !strings.HasPrefix(e.ID, tc.idPrefix) {
+				t.Errorf("ID = %q, want prefix %q", e.ID, tc.idPrefix)
+			}
+			if e.Migration == nil || !e.Migration.CreatedAt.Equal(tc.createdAt) {
+				t.Errorf("migration = %+v, want createdAt %v", e.Migration, tc.createdAt)
+			}
+			if (e.Upload == nil) != (tc.upload == nil) || (e.Upload != nil && *e.Upload != *tc.upload) {
+				t.Errorf("upload = %+v, want %+v", e.Upload, tc.upload)
+			}
+			if (e.Error == nil) != (tc.err == nil) || (e.Error != nil && *e.Error != *tc.err) {
+				t.Errorf("error = %+v, want %+v", e.Error, tc.err)
+			}
+			if strings.Join(e.ClientKeys, ",") != strings.Join(tc.clientKeys, ",") {
+				t.Errorf("client keys = %v, want %v", e.ClientKeys, tc.clientKeys)
+			}
+			if string(e.Payload) != string(raw) {
+				t.Error("payload bytes not kept verbatim")
+			}
+		})
+	}
+}
+
+func TestParseContentIdentity(t *testing.T) {
+	a := `{"eventType":"listener-triggered","transferId":"t1","migrationDetails":{"name":"x","createdAt":1}}`
+	b := "{ \"migrationDetails\": {\"createdAt\":1, \"name\":\"x\"},\n \"transferId\":\"t1\", \"eventType\":\"listener-triggered\" }"
+	c := `{"eventType":"listener-triggered","transferId":"t1","migrationDetails":{"name":"y","createdAt":1}}`
+	ea := mustParse(t, engine.SourceConnect, a)
+	eb := mustParse(t, engine.SourceConnect, b)
+	ec := mustParse(t, engine.SourceConnect, c)
+	if ea.ID != eb.ID {
+		t.Errorf("same content, different layout: ids %s and %s differ", ea.ID, eb.ID)
+	}
+	if ea.ID == ec.ID {
+		t.Error("different content, same id")
+	}
+	bare := `{"eventType":"avi:ecosystem.migration:triggered:listener","transferId":"t1"}`
+	wrapped := `{"payload":` + bare + `}`
+	if x, y := mustParse(t, engine.SourceForge, bare), mustParse(t, engine.SourceForge, wrapped); x.ID != y.ID {
+		t.Errorf("bare and wrapped Forge event: ids %s and %s differ", x.ID, y.ID)
+	}
+}
+
+func TestParseKinds(t *testing.T) {
+	for _, k := range engine.Kinds {
+		if k == engine.KindUnknown {
+			continue
+		}
+		extra := ""
+		if k == engine.KindAppDataUploaded || k == engine.KindEventFileListUploaded {
+			extra = `,"s3Key":"k","key":"k"`
+		}
+		for src, typ := range map[engine.Source]string{
+			engine.SourceConnect: engine.ConnectEventType(k),
+			engine.SourceForge:   engine.ForgeEventType(k),
+		} {
+			e := mustParse(t, src, `{"eventType":"`+typ+`","transferId":"t"`+extra+`}`)
+			if e.Kind != k {
+				t.Errorf("%s %q: kind %q, want %q", src, typ, e.Kind, k)
+			}
+		}
+	}
+	e := mustParse(t, engine.SourceConnect, `{"eventType":"brand-new-event","transferId":"t","whatever":[1,2]}`)
+	if e.Kind != engine.KindUnknown || e.EventType != "brand-new-event" {
+		t.Errorf("new event type: kind %q eventType %q", e.Kind, e.EventType)
+	}
+}
+
+func TestParseSettlementStatus(t *testing.T) {
+	e := mustParse(t, engine.SourceForge, `{"eventType":"avi:ecosystem.migration:settled:transfer","transferId":"t","status":"SUCCESS"}`)
+	if e.SettlementStatus != "SUCCESS" {
+		t.Errorf("settlement status %q", e.SettlementStatus)
+	}
+}
+
+func TestParseInvalid(t *testing.T) {
+	long := strings.Repeat("a", engine.MaxIDLength+1)
+	tests := []struct {
+		name, src, body, field string
+	}{
+		{"empty body", "connect", ``, ""},
+		{"array", "connect", `[1]`, ""},
+		{"null", "connect", `null`, ""},
+		{"truncated", "connect", `{"eventType":"listener-triggered"`, ""},
+		{"trailing garbage", "connect", `{"eventType":"x","transferId":"t"} x`, ""},
+		{"missing eventType", "connect", `{"transferId":"t"}`, "eventType"},
+		{"empty eventType", "connect", `{"eventType":"","transferId":"t"}`, "eventType"},
+		{"numeric eventType", "connect", `{"eventType":7,"transferId":"t"}`, "eventType"},
+		{"missing transferId", "connect", `{"eventType":"listener-triggered"}`, "transferId"},
+		{"null transferId", "forge", `{"eventType":"x","transferId":null}`, "transferId"},
+		{"transferId with dot", "connect", `{"eventType":"x","transferId":"a.b"}`, "transferId"},
+		{"transferId with wildcard", "connect", `{"eventType":"x","transferId":"*"}`, "transferId"},
+		{"transferId with space", "connect", `{"eventType":"x","transferId":"a b"}`, "transferId"},
+		{"transferId with slash", "connect", `{"eventType":"x","transferId":"../x"}`, "transferId"},
+		{"transferId too long", "connect", `{"eventType":"x","transferId":"` + long + `"}`, "transferId"},
+		{"upload without s3Key", "connect", `{"eventType":"app-data-uploaded","transferId":"t"}`, "s3Key"},
+		{"upload with empty s3Key", "connect", `{"eventType":"app-data-uploaded","transferId":"t","s3Key":""}`, "s3Key"},
+		{"forge upload without key", "forge", `{"eventType":"avi:ecosystem.migration:uploaded:app_data","transferId":"t"}`, "key"},
+		{"wrapped forge upload without key", "forge", `{"payload":{"eventType":"avi:ecosystem.migration:uploaded:app_data","transferId":"t"}}`, "key"},
+		{"empty messageId", "forge", `{"eventType":"x","transferId":"t","messageId":""}`, "messageId"},
+		{"numeric messageId", "forge", `{"eventType":"x","transferId":"t","messageId":12}`, "messageId"},
+		{"bad originalTransferId", "connect", `{"eventType":"x","transferId":"t","originalTransferId":"a.b"}`, "originalTransferId"},
+		{"self re-run", "connect", `{"eventType":"x","transferId":"t","originalTransferId":"t"}`, "originalTransferId"},
+		{"details not an object", "connect", `{"eventType":"x","transferId":"t","migrationDetails":"x"}`, "migrationDetails"},
+		{"bad createdAt", "connect", `{"eventType":"x","transferId":"t","migrationDetails":{"createdAt":"soon"}}`, "migrationDetails.createdAt"},
+		{"numeric cloudUrl", "connect", `{"eventType":"x","transferId":"t","migrationDetails":{"cloudUrl":1}}`, "migrationDetails.cloudUrl"},
+		{"transferError not an object", "forge", `{"eventType":"avi:ecosystem.migration:errored:listener","transferId":"t","transferError":[]}`, "transferError"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := engine.Parse(engine.Source(tc.src), []byte(tc.body))
+			var ve *engine.ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("Parse = %+v, %v; want a *ValidationError", e, err)
+			}
+			if ve.Field != tc.field {
+				t.Errorf("field %q (%v), want %q", ve.Field, err, tc.field)
+			}
+			if ve.Reason == "" {
+				t.Error("empty reason")
+			}
+		})
+	}
+}
+
+func TestParseKeepsUnknownFields(t *testing.T) {
+	body := `{"eventType":"listener-triggered","transferId":"t","brandNew":{"a":[1,2,3]}}`
+	e := mustParse(t, engine.SourceConnect, body)
+	if string(e.Payload) != body {
+		t.Errorf("payload %s, want %s", e.Payload, body)
+	}
+}
+
+func mustParse(tb testing.TB, src engine.Source, body string) *engine.Event {
+	tb.Helper()
+	e, err := engine.Parse(src, []byte(body))
+	if err != nil {
+		tb.Fatalf("Parse(%s, %s): %v", src, body, err)
+	}
+	return e
+}

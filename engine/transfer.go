@@ -1,0 +1,131 @@
+package engine
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Transfer is the folded state of one transfer: the facts seen for it and the
+// phase they imply. Its JSON encoding (encoding/json over this struct) is
+// canonical: the same set of events gives the same bytes in any order.
+//
+// Every fact is merged so that order cannot matter: booleans are ORed, times
+// keep their minimum (cancellation, settlement, first receipt) or maximum
+// (last receipt), uploads are a set keyed by key, and wherever two events
+// disagree on a string the lexicographically smallest non-empty value wins,
+// field by field (migration details, error, settlement status, upload label,
+// originalTransferId, issuer).
+type Transfer struct {
+	TransferID string `json:"transferId"`
+	Source     Source `json:"source"`
+	Issuer     string `json:"issuer"`
+	Phase      Phase  `json:"phase"`
+	// Version counts the distinct events applied, unknown kinds included.
+	Version               int            `json:"version"`
+	Migration             *Migration     `json:"migration,omitempty"`
+	OriginalTransferID    string         `json:"originalTransferId,omitempty"`
+	Uploads               []Upload       `json:"uploads"` // sorted by key, never nil
+	ExportCompleted       bool           `json:"exportCompleted"`
+	Error                 *TransferError `json:"error,omitempty"`
+	CancellationRequested bool           `json:"cancellationRequested"`
+	// CancellationRequestedAt is the earliest receipt of a cancellation request.
+	CancellationRequestedAt *time.Time  `json:"cancellationRequestedAt,omitempty"`
+	Settled                 *Settlement `json:"settled,omitempty"`
+	FirstReceivedAt         time.Time   `json:"firstReceivedAt"`
+	LastReceivedAt          time.Time   `json:"lastReceivedAt"`
+
+	// applied remembers the identities this value has applied. It is not
+	// encoded: whoever persists a Transfer persists the identities too
+	// (package projections keeps them next to it).
+	applied map[string]struct{}
+}
+
+// Settlement is the platform's final word on a transfer.
+type Settlement struct {
+	// Status is SUCCESS, FAILED, INCOMPLETE, TIMED_OUT… when the payload names one.
+	Status string    `json:"status,omitempty"`
+	At     time.Time `json:"at"` // earliest receipt of a transfer-settled event
+}
+
+// NewTransfer returns the empty, pending transfer id.
+func NewTransfer(id string) *Transfer {
+	return &Transfer{TransferID: id, Phase: PhasePending, Uploads: []Upload{}}
+}
+
+// NeedsAction is what the partner must do: "settle" when the transfer errored
+// or its cancellation was requested and it is not settled yet, else "".
+func (t *Transfer) NeedsAction() string {
+	if t.Settled == nil && (t.Error != nil || t.Phase == PhaseListenerErrored || t.CancellationRequested) {
+		return "settle"
+	}
+	return ""
+}
+
+// Deadlines are the platform's limits for a transfer.
+type Deadlines struct {
+	// SettleBy is 60 minutes after the cancellation request.
+	SettleBy *time.Time `json:"settleBy,omitempty"`
+	// TimesOutAt is 14 days after the migration was created; the platform
+	// then settles the transfer as TIMED_OUT.
+	TimesOutAt *time.Time `json:"timesOutAt,omitempty"`
+}
+
+// The platform's deadlines (reference §3).
+const (
+	CancellationGrace = 60 * time.Minute
+	TransferTimeout   = 14 * 24 * time.Hour
+)
+
+// Deadlines derives t's deadlines from its facts.
+func (t *Transfer) Deadlines() Deadlines {
+	var d Deadlines
+	if t.CancellationRequestedAt != nil {
+		at := t.CancellationRequestedAt.Add(CancellationGrace)
+		d.SettleBy = &at
+	}
+	if t.Migration != nil && !t.Migration.CreatedAt.IsZero() {
+		at := t.Migration.CreatedAt.Add(TransferTimeout)
+		d.TimesOutAt = &at
+	}
+	return d
+}
+
+// View is a transfer as the query API shows it: its facts plus what is
+// derived from them (never stored).
+type View struct {
+	*Transfer
+	NeedsAction *string   `json:"needsAction"` // "settle" or null
+	Deadlines   Deadlines `json:"deadlines"`
+}
+
+// View returns t with its derived fields.
+func (t *Transfer) View() View {
+	v := View{Transfer: t, Deadlines: t.Deadlines()}
+	if a := t.NeedsAction(); a != "" {
+		v.NeedsAction = &a
+	}
+	return v
+}
+
+// MarshalCanonical returns t's canonical JSON encoding.
+func (t *Transfer) MarshalCanonical() []byte {
+	b, err := json.Marshal(t)
+	if err != nil {
+		// Only strings, bools, ints and times: encoding cannot fail.
+		panic("engine: encoding a transfer: " + err.Error())
+	}
+	return b
+}
+
+// UnmarshalTransfer decodes a canonical encoding. The result does not
+// remember which identities were applied.
+func UnmarshalTransfer(b []byte) (*Transfer, error) {
+	t := new(Transfer)
+	if err := json.Unmarshal(b, t); err != nil {
+		return nil, err
+	}
+	if t.Uploads == nil {
+		t.Uploads = []Upload{}
+	}
+	return t, nil
+}
