@@ -1,0 +1,198 @@
+package journal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Limits of a Reader's ordered consumer: how often it is recreated in a row
+// after a failure before Next gives up with ErrUnavailable, and how long
+// the server keeps it without pull requests (a backstop: Stop deletes it).
+const (
+	maxResets        = 3
+	inactiveConsumer = time.Minute
+)
+
+// LastSeq returns the sequence of the last message in MIGRATIONS, 0 when
+// it is empty. Failures wrap ErrUnavailable.
+func (j *Journal) LastSeq(ctx context.Context) (uint64, error) {
+	info, err := j.events.Info(ctx)
+	if err != nil {
+		return 0, unavailable("stream info", err)
+	}
+	return info.State.LastSeq, nil
+}
+
+// Reader reads MIGRATIONS in stream order through an ordered consumer (no
+// durable state on the server), in batches whose size the caller chooses.
+// A Reader is not safe for concurrent use; Stop it when done.
+type Reader struct {
+	j       *Journal
+	cons    jetstream.Consumer
+	it      jetstream.MessagesContext
+	pending uint64 // matching messages after the last one returned
+	next    error  // a CorruptError to report on the following call
+	stopped bool
+}
+
+// Read opens a Reader of the messages with a sequence greater than after (0
+// for the beginning) whose subject matches filter (empty for all), such as
+// a projector's checkpoint and "", or 0 and TransferEventsFilter(id).
+// Failures wrap ErrUnavailable.
+func (j *Journal) Read(ctx context.Context, after uint64, filter string) (*Reader, error) {
+	cfg := jetstream.OrderedConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       after + 1,
+		MaxResetAttempts:  maxResets,
+		InactiveThreshold: inactiveConsumer,
+	}
+	if filter != "" {
+		cfg.FilterSubjects = []string{filter}
+	}
+	cons, err := j.js.OrderedConsumer(ctx, StreamEvents, cfg)
+	if err != nil {
+		return nil, unavailable("read", err)
+	}
+	r := &Reader{j: j, cons: cons}
+	if info := cons.CachedInfo(); info != nil {
+		r.pending = info.NumPending
+	}
+	if r.it, err = cons.Messages(); err != nil {
+		r.deleteConsumer()
+		return nil, unavailable("read", err)
+	}
+	return r, nil
+}
+
+// Pending returns how many matching messages follow the last one Next
+// returned (before the first call: how many the Reader started with), as
+// counted by the server when that message was delivered.
+func (r *Reader) Pending() uint64 { return r.pending }
+
+// Next returns the next envelopes in stream order, at most max (at least
+// one). It waits until one is available or ctx ends, then keeps adding
+// while the server reports more pending, so that a batch is full while
+// catching up and returns at once at the end of the stream. When ctx ends
+// before the first envelope, Next returns ctx's error; after it, the batch
+// so far.
+//
+// A message that does not decode is reported as a *CorruptError on its own
+// (after the envelopes before it) and skipped; the Reader stays usable.
+// Other failures wrap ErrUnavailable: then Stop the Reader and Read again
+// after the last sequence received.
+func (r *Reader) Next(ctx context.Context, max int) ([]Envelope, error) {
+	if r.stopped {
+		return nil, ErrStopped
+	}
+	if err := r.next; err != nil {
+		r.next = nil
+		return nil, err
+	}
+	max = clamp(max, 1, 1<<16)
+	batch := make([]Envelope, 0, min(max, int(r.pending)+1))
+	for len(batch) < max && (len(batch) == 0 || r.pending > 0) {
+		env, err := r.read(ctx)
+		if err != nil {
+			var cerr *CorruptError
+			switch {
+			case len(batch) == 0:
+				return nil, err
+			case errors.As(err, &cerr):
+				r.next = err // report it on the next call
+			}
+			return batch, nil
+		}
+		batch = append(batch, env)
+	}
+	return batch, nil
+}
+
+// read returns the next envelope.
+func (r *Reader) read(ctx context.Context) (Envelope, error) {
+	msg, err := r.it.Next(jetstream.NextContext(ctx))
+	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return Envelope{}, err
+		}
+		return Envelope{}, unavailable("read", err)
+	}
+	meta, err := msg.Metadata()
+	if err != nil {
+		return Envelope{}, unavailable("read", err)
+	}
+	r.pending = meta.NumPending
+	env, err := Decode(msg.Data())
+	if err != nil {
+		return Envelope{}, &CorruptError{Seq: meta.Sequence.Stream, Err: err}
+	}
+	env.Seq = meta.Sequence.Stream
+	return env, nil
+}
+
+// Stop ends the Reader and deletes its consumer on the server (waiting at
+// most Config.Timeout); Next then returns ErrStopped. Stop is idempotent.
+func (r *Reader) Stop() {
+	if r.stopped {
+		return
+	}
+	r.stopped = true
+	r.it.Stop()
+	r.deleteConsumer()
+}
+
+// deleteConsumer deletes the current consumer now rather than leaving it
+// to expire: a Scan per history request would pile them up.
+func (r *Reader) deleteConsumer() {
+	if info := r.cons.CachedInfo(); info != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), r.j.cfg.Timeout)
+		defer cancel()
+		_ = r.j.js.DeleteConsumer(ctx, StreamEvents, info.Name)
+	}
+}
+
+// Scan yields, in stream order, every message matching filter that was
+// stored when Scan began, and then stops: a transfer's history with
+// TransferEventsFilter. Breaking out of the loop stops the scan. A failure
+// is yielded once as the last element, with a zero Envelope; a message that
+// does not decode is yielded as a *CorruptError (with its Seq) and the scan
+// goes on.
+func (j *Journal) Scan(ctx context.Context, filter string) iter.Seq2[Envelope, error] {
+	return func(yield func(Envelope, error) bool) {
+		r, err := j.Read(ctx, 0, filter)
+		if err != nil {
+			yield(Envelope{}, err)
+			return
+		}
+		defer r.Stop()
+		// MIGRATIONS denies deletes, so the first n matching messages are
+		// exactly those stored when the consumer was created.
+		for n := r.Pending(); n > 0; {
+			batch, err := r.Next(ctx, int(min(n, 256)))
+			var cerr *CorruptError
+			switch {
+			case errors.As(err, &cerr):
+				n--
+				if !yield(Envelope{Seq: cerr.Seq}, err) {
+					return
+				}
+				continue
+			case err != nil:
+				yield(Envelope{}, fmt.Errorf("journal: scan %s: %w", filter, err))
+				return
+			}
+			n -= uint64(len(batch))
+			for _, env := range batch {
+				if !yield(env, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
+func clamp(n, lo, hi int) int { return max(lo, min(n, hi)) }

@@ -1,0 +1,229 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/transferd/transferd/engine"
+	"github.com/transferd/transferd/engine/journal"
+)
+
+// Journal is what ingest needs from the event log: durable appends, and the
+// first-writer-wins binding of a transfer to its issuer.
+type Journal interface {
+	Append(ctx context.Context, e *engine.Event) (journal.Ack, error)
+	Bind(ctx context.Context, transferID, issuer string) (owner string, err error)
+}
+
+// Config configures the ingest routes. Zero values are the defaults.
+type Config struct {
+	// BaseURL is the app's base URL (the descriptor's baseUrl); its path is
+	// stripped from request paths when computing qsh, and signed installs
+	// must name it as their audience.
+	BaseURL string
+	// ConnectPath is the Connect migration webhook path; default
+	// /connect/migration-events.
+	ConnectPath string
+	// AppARI is the Forge app's ARI, the pinned audience of FITs. Empty
+	// disables the Forge route (401 for every request).
+	AppARI string
+	// JWKSURL serves the Forge Invocation Token keys; default Atlassian's.
+	JWKSURL string
+	// InstallKeysURL serves signed-install public keys by kid; default
+	// Atlassian's.
+	InstallKeysURL string
+	// AllowUnsignedInstall accepts a first install without a JWT. Off by
+	// default: anyone could register a tenant.
+	AllowUnsignedInstall bool
+	// MaxBody caps request bodies; default 1 MiB.
+	MaxBody int64
+	// AppendTimeout bounds the wait for the journal so that every reply
+	// leaves well inside the platform's 5 s; default 3 s.
+	AppendTimeout time.Duration
+	// Logger for refusals (debug) and failures (error); nil discards.
+	Logger *slog.Logger
+	// Observe, when set, is told the outcome of every ingest request.
+	Observe func(o Outcome)
+	// Now is the clock for receive times; default time.Now.
+	Now func() time.Time
+}
+
+// Outcome is one ingest request's result, for metrics.
+type Outcome struct {
+	Route     string // "connect", "forge", "installed", "uninstalled"
+	Source    engine.Source
+	Kind      engine.Kind // empty when the request failed before parsing
+	Status    int
+	Code      string // error code; empty on success
+	Duplicate bool
+	Duration  time.Duration
+}
+
+// DefaultConnectPath is the default Connect migration webhook path.
+const DefaultConnectPath = "/connect/migration-events"
+
+func (c Config) withDefaults() Config {
+	if c.ConnectPath == "" {
+		c.ConnectPath = DefaultConnectPath
+	}
+	if c.MaxBody <= 0 {
+		c.MaxBody = 1 << 20
+	}
+	if c.AppendTimeout <= 0 {
+		c.AppendTimeout = 3 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Handler serves the ingest routes.
+type Handler struct {
+	cfg     Config
+	journal Journal
+	tenants *Registry
+	connect *ConnectVerifier
+	install *InstallVerifier
+	forge   *ForgeVerifier
+	owners  *ownerCache
+	mux     *http.ServeMux
+}
+
+// Accepted is the reply to an acknowledged event.
+type Accepted struct {
+	Accepted  bool   `json:"accepted"`
+	Seq       uint64 `json:"seq"`
+	Duplicate bool   `json:"duplicate"`
+}
+
+// ServeHTTP routes to the Connect, lifecycle and Forge handlers.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// Routes lists the patterns Handler serves, for a parent mux; a parent
+// should route each pattern's path, whatever the method, to Handler, which
+// answers other methods with a JSON 405.
+func (h *Handler) Routes() []string {
+	return []string{"POST " + h.cfg.ConnectPath, "POST /connect/installed", "POST /connect/uninstalled", "POST /forge/migration-events"}
+}
+
+// observe runs a request through fn, then writes its reply and reports it.
+func (h *Handler) observe(route string, src engine.Source, fn stage) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		o := Outcome{Route: route, Source: src}
+		reply, err := fn(w, r, &o)
+		if err != nil {
+			o.Status, o.Code = writeError(w, h.cfg.Logger, err)
+		} else {
+			o.Status = http.StatusOK
+			writeJSON(w, http.StatusOK, reply)
+		}
+		if h.cfg.Observe != nil {
+			o.Duration = time.Since(start)
+			h.cfg.Observe(o)
+		}
+	}
+}
+
+// readJSON checks the media type and reads the body within the limit.
+func (h *Handler) readJSON(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || (mt != "application/json" && !(len(mt) > 5 && mt[len(mt)-5:] == "+json")) {
+		return nil, fail(CodeUnsupportedMedia, "Content-Type must be application/json", err)
+	}
+	if r.ContentLength > h.cfg.MaxBody {
+		return nil, fail(CodePayloadTooLarge, "body exceeds "+strconv.FormatInt(h.cfg.MaxBody, 10)+" bytes", nil)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, fail(CodePayloadTooLarge, "body exceeds "+strconv.FormatInt(h.cfg.MaxBody, 10)+" bytes", err)
+		}
+		return nil, fail(CodeInvalidPayload, "could not read the body", err)
+	}
+	return body, nil
+}
+
+// accept binds the transfer to issuer and appends e, in that order: an
+// event for a transfer owned by another tenant is refused before anything
+// is stored.
+func (h *Handler) accept(ctx context.Context, e *engine.Event, issuer string, o *Outcome) (any, error) {
+	e.Issuer = issuer
+	e.ReceivedAt = h.cfg.Now().UTC()
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.AppendTimeout)
+	defer cancel()
+	owner, ok := h.owners.get(e.TransferID)
+	if !ok {
+		var err error
+		if owner, err = h.journal.Bind(ctx, e.TransferID, issuer); err != nil {
+			return nil, err
+		}
+		h.owners.put(e.TransferID, owner)
+	}
+	if owner != issuer {
+		return nil, fail(CodeTenantMismatch, "transfer "+e.TransferID+" belongs to another tenant", nil)
+	}
+	ack, err := h.journal.Append(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	o.Duplicate = ack.Duplicate
+	return Accepted{Accepted: true, Seq: ack.Seq, Duplicate: ack.Duplicate}, nil
+}
+
+func (h *Handler) handleConnect(w http.ResponseWriter, r *http.Request, o *Outcome) (any, error) {
+	issuer, err := h.connect.Verify(r)
+	if err != nil {
+		return nil, err
+	}
+	body, err := h.readJSON(w, r)
+	if err != nil {
+		return nil, err
+	}
+	e, err := engine.Parse(engine.SourceConnect, body)
+	if err != nil {
+		return nil, err
+	}
+	o.Kind = e.Kind
+	if len(e.ClientKeys) > 0 && !contains(e.ClientKeys, issuer) {
+		return nil, fail(CodeTenantMismatch, "migrationDetails names client keys other than the token's issuer", nil)
+	}
+	return h.accept(r.Context(), e, issuer, o)
+}
+
+func (h *Handler) handleForge(w http.ResponseWriter, r *http.Request, o *Outcome) (any, error) {
+	inv, err := h.forge.Verify(r)
+	if err != nil {
+		return nil, err
+	}
+	body, err := h.readJSON(w, r)
+	if err != nil {
+		return nil, err
+	}
+	e, err := engine.Parse(engine.SourceForge, body)
+	if err != nil {
+		return nil, err
+	}
+	o.Kind = e.Kind
+	return h.accept(r.Context(), e, inv.InstallationID, o)
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
