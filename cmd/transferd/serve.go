@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/transferd/transferd/ingest"
+)
+
+const serveAbout = `Serve the ingest routes (Connect webhook and lifecycle, Forge remote) and
+the query API. By default NATS JetStream runs embedded and everything is
+stored under --data; --nats-url uses an external NATS instead.
+
+An event is answered 200 only after JetStream has acknowledged it; while the
+journal is unavailable the answer is 503 with Retry-After, and the platform
+retries.`
+
+type serveConfig struct {
+	store                storeFlags
+	listen               string
+	baseURL              string
+	connectPath          string
+	forgeARI             string
+	jwksURL              string
+	installKeysURL       string
+	allowUnsignedInstall bool
+	apiTokens            listFlag
+	apiTokenFile         string
+	maxBody              int64
+	appendTimeout        time.Duration
+	logLevel             string
+}
+
+func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", serveAbout, stderr)
+	var c serveConfig
+	c.store.register(fs)
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "`host:port` to serve HTTP on (port 0 picks a free one)")
+	fs.StringVar(&c.baseURL, "base-url", "", "the app's public base URL, as in its Connect descriptor's baseUrl: its path is\nstripped before qsh is computed and signed installs must name it (default http://<listen>)")
+	fs.StringVar(&c.connectPath, "connect-path", ingest.DefaultConnectPath, "`path` of the Connect migration webhook (cloudAppMigration.migrationWebhookPath)")
+	fs.StringVar(&c.forgeARI, "forge-app-ari", "", "the Forge app's ARI (ari:cloud:ecosystem::app/<uuid>), the pinned audience of\nForge Invocation Tokens; empty refuses Forge events")
+	fs.StringVar(&c.jwksURL, "forge-jwks-url", ingest.DefaultForgeJWKSURL, "`URL` of the JWKS that signs Forge Invocation Tokens")
+	fs.StringVar(&c.installKeysURL, "install-keys-url", ingest.DefaultInstallKeysURL, "`URL` of the Connect signed-install key server (keys at <URL>/<kid>)")
+	fs.BoolVar(&c.allowUnsignedInstall, "allow-unsigned-install", false, "accept a first install without a JWT (development only: anyone could register a tenant)")
+	fs.Var(&c.apiTokens, "api-token", "bearer `token` for the query API (repeatable, or comma-separated)")
+	fs.StringVar(&c.apiTokenFile, "api-token-file", "", "`file` with query API tokens, one per line")
+	fs.Int64Var(&c.maxBody, "max-body", 1<<20, "largest request body accepted, in `bytes`")
+	fs.DurationVar(&c.appendTimeout, "append-timeout", 3*time.Second, "longest wait for the journal's acknowledgement before answering 503")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	if err := parse(fs, args, getenv); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, c.logLevel)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", c.listen, err)
+	}
+	defer ln.Close()
+	if c.baseURL == "" {
+		c.baseURL = "http://" + ln.Addr().String()
+	}
+
+	j, err := c.store.openJournal(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer j.Close()
+	tenants, err := ingest.OpenRegistry(ctx, j.Tenants())
+	if err != nil {
+		return err
+	}
+	defer tenants.Close()
+
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	in, err := ingest.New(hctx, ingest.Config{
+		BaseURL:              c.baseURL,
+		ConnectPath:          c.connectPath,
+		AppARI:               c.forgeARI,
+		JWKSURL:              c.jwksURL,
+		InstallKeysURL:       c.installKeysURL,
+		AllowUnsignedInstall: c.allowUnsignedInstall,
+		MaxBody:              c.maxBody,
+		AppendTimeout:        c.appendTimeout,
+		Logger:               log,
+	}, j, tenants)
+	if err != nil {
+		return err
+	}
+
+	mux := http.NewServeMux()
+	for _, p := range in.Routes() {
+		mux.Handle(strings.TrimPrefix(p, "POST "), in)
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"status":"ok"}`+"\n")
+	})
+
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("serving", "addr", "http://"+ln.Addr().String(), "baseUrl", c.baseURL, "connectPath", c.connectPath,
+		"forge", c.forgeARI != "", "journal", c.store.describe())
+	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageError(fmt.Sprintf("--log-level %q: want debug, info, warn or error", level))
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/transferd/transferd/engine/journal"
+)
+
+// storeFlags are the flags that say where the journal and the projection
+// live, shared by every command that opens them.
+type storeFlags struct {
+	data      string
+	natsURL   string
+	natsCreds string
+	replicas  int
+}
+
+func (s *storeFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&s.data, "data", "./data", "data `directory`: the embedded NATS store and the bbolt projection")
+	fs.StringVar(&s.natsURL, "nats-url", "", "`URL` of an external NATS (comma-separated for a cluster); empty runs NATS embedded under --data")
+	fs.StringVar(&s.natsCreds, "nats-creds", "", "NATS credentials `file` for --nats-url")
+	fs.IntVar(&s.replicas, "replicas", 1, "stream and bucket replicas on an external NATS cluster")
+}
+
+func (s *storeFlags) describe() string {
+	if s.natsURL != "" {
+		return "nats " + s.natsURL
+	}
+	return "embedded " + filepath.Join(s.data, "nats")
+}
+
+func (s *storeFlags) openJournal(ctx context.Context, log *slog.Logger) (*journal.Journal, error) {
+	if err := os.MkdirAll(s.data, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	cfg := journal.Config{URL: s.natsURL, DataDir: s.data, Replicas: s.replicas, Logger: log}
+	if s.natsCreds != "" {
+		cfg.Options = append(cfg.Options, nats.UserCredentials(s.natsCreds))
+	}
+	j, err := journal.Open(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open journal (%s): %w", s.describe(), err)
+	}
+	return j, nil
+}

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/transferd/transferd/ingest"
+)
+
+const tenantsAbout = `Manage Connect tenants (installations) without the lifecycle callback.
+
+  transferd tenants add --client-key KEY --shared-secret-file FILE [--base-url URL]
+  transferd tenants list [--json]
+  transferd tenants remove --client-key KEY
+
+Tenants live in the NATS KV bucket transferd_tenants, shared by every
+instance on the same NATS. With the embedded default, stop serve first (or
+point --nats-url at the NATS serve uses). Secrets are never printed.`
+
+func runTenants(ctx context.Context, args []string, getenv env, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fs := newFlags("tenants add|list|remove", tenantsAbout, stderr)
+		if err := parse(fs, args, getenv); err != nil {
+			return err
+		}
+		return usageError("tenants: want add, list or remove")
+	}
+	sub, args := args[0], args[1:]
+	fs := newFlags("tenants "+sub, tenantsAbout, stderr)
+	var store storeFlags
+	store.register(fs)
+	var clientKey, secret, secretFile, baseURL, product string
+	var asJSON bool
+	switch sub {
+	case "add":
+		fs.StringVar(&clientKey, "client-key", "", "the installation's `clientKey` (required)")
+		fs.StringVar(&secret, "shared-secret", "", "the installation's shared `secret` (prefer --shared-secret-file: arguments are visible to other users)")
+		fs.StringVar(&secretFile, "shared-secret-file", "", "`file` holding the shared secret; - reads standard input")
+		fs.StringVar(&baseURL, "tenant-base-url", "", "the tenant's product `URL`, e.g. https://example.atlassian.net")
+		fs.StringVar(&product, "product-type", "", "jira or confluence")
+	case "list":
+		fs.BoolVar(&asJSON, "json", false, "print JSON instead of a table")
+	case "remove":
+		fs.StringVar(&clientKey, "client-key", "", "the installation's `clientKey` (required)")
+	default:
+		return usageError(fmt.Sprintf("tenants: unknown subcommand %q (want add, list or remove)", sub))
+	}
+	if err := parse(fs, args, getenv); err != nil {
+		return err
+	}
+	if sub != "list" && clientKey == "" {
+		return usageError("tenants " + sub + ": --client-key is required")
+	}
+	if sub == "add" {
+		var err error
+		if secret, err = readSecret(secret, secretFile, stdin); err != nil {
+			return err
+		}
+	}
+
+	log, _ := newLogger(stderr, "warn")
+	j, err := store.openJournal(ctx, log)
+	if err != nil {
+		return err
+	}
+	defer j.Close()
+	reg, err := ingest.OpenRegistry(ctx, j.Tenants())
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
+
+	switch sub {
+	case "add":
+		t := ingest.Tenant{ClientKey: clientKey, SharedSecret: secret, BaseURL: baseURL, ProductType: product, InstalledAt: time.Now().UTC()}
+		if err := reg.Put(ctx, t); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "tenant %s added\n", clientKey)
+	case "remove":
+		if err := reg.Remove(ctx, clientKey); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "tenant %s removed\n", clientKey)
+	case "list":
+		return printTenants(stdout, reg.List(), asJSON)
+	}
+	return nil
+}
+
+func readSecret(secret, file string, stdin io.Reader) (string, error) {
+	switch {
+	case secret != "" && file != "":
+		return "", usageError("give --shared-secret or --shared-secret-file, not both")
+	case file == "-":
+		b, err := io.ReadAll(io.LimitReader(stdin, 4096))
+		if err != nil {
+			return "", err
+		}
+		secret = string(b)
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", err
+		}
+		secret = string(b)
+	}
+	secret = strings.TrimSpace(secret)
+	if secret == "" {
+		return "", usageError("tenants add: a shared secret is required (--shared-secret-file)")
+	}
+	return secret, nil
+}
+
+func printTenants(w io.Writer, tenants []ingest.Tenant, asJSON bool) error {
+	if asJSON {
+		type row struct {
+			ClientKey     string     `json:"clientKey"`
+			BaseURL       string     `json:"baseUrl,omitempty"`
+			ProductType   string     `json:"productType,omitempty"`
+			InstalledAt   time.Time  `json:"installedAt"`
+			UninstalledAt *time.Time `json:"uninstalledAt,omitempty"`
+		}
+		rows := make([]row, 0, len(tenants))
+		for _, t := range tenants {
+			rows = append(rows, row{t.ClientKey, t.BaseURL, t.ProductType, t.InstalledAt, t.UninstalledAt})
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"tenants": rows})
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CLIENT KEY\tSTATE\tPRODUCT\tBASE URL\tINSTALLED")
+	for _, t := range tenants {
+		state := "installed"
+		if !t.Active() {
+			state = "uninstalled"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ClientKey, state, t.ProductType, t.BaseURL, t.InstalledAt.Format(time.RFC3339))
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,215 @@
+package simulator
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Paths the key server answers on.
+const (
+	// InstallKeysPath is the prefix of the signed-install keys: the PEM
+	// public key of kid is at InstallKeysPath + "/" + kid.
+	InstallKeysPath = "/install-keys"
+	// JWKSPath is the Forge key set.
+	JWKSPath = "/forge/jwks.json"
+)
+
+// KeyServer stands in for the platform's key servers: it holds an RSA key
+// for Connect signed installs and one for Forge Invocation Tokens, both
+// generated in memory when it starts, and publishes their public halves over
+// HTTP. A server trusts it when started with the flags of ServeFlags.
+type KeyServer struct {
+	url        string
+	srv        *http.Server
+	done       chan struct{}
+	installKey *rsa.PrivateKey
+	installKID string
+	forgeKey   *rsa.PrivateKey
+	forgeKID   string
+	jwks       []byte
+}
+
+// StartKeyServer generates the keys and serves them on addr (host:port;
+// port 0 picks a free one, see URL) until Close.
+func StartKeyServer(addr string) (*KeyServer, error) {
+	k := &KeyServer{done: make(chan struct{})}
+	var err error
+	if k.installKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+		return nil, fmt.Errorf("simulator: generate install key: %w", err)
+	}
+	if k.forgeKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+		return nil, fmt.Errorf("simulator: generate forge key: %w", err)
+	}
+	// Fresh kids each start: a server that cached an earlier run's keys
+	// must fetch these rather than check new signatures with old keys.
+	k.installKID = "transferd-simulator-install-" + randomHex(6)
+	k.forgeKID = "transferd-simulator-forge-" + randomHex(6)
+	k.jwks, err = json.Marshal(map[string]any{"keys": []map[string]string{{
+		"kty": "RSA", "use": "sig", "alg": "RS256", "kid": k.forgeKID,
+		"n": b64(k.forgeKey.N.Bytes()),
+		"e": b64(big.NewInt(int64(k.forgeKey.E)).Bytes()),
+	}}})
+	if err != nil {
+		return nil, fmt.Errorf("simulator: encode JWKS: %w", err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&k.installKey.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("simulator: encode install key: %w", err)
+	}
+	installPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+InstallKeysPath+"/{kid}", func(w http.ResponseWriter, r *http.Request) {
+		if r.PathValue("kid") != k.installKID {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		w.Write(installPEM)
+	})
+	mux.HandleFunc("GET "+JWKSPath, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(k.jwks)
+	})
+
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("simulator: key server: %w", err)
+	}
+	k.url = "http://" + ln.Addr().String()
+	k.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		defer close(k.done)
+		k.srv.Serve(ln)
+	}()
+	return k, nil
+}
+
+// URL is the key server's base URL, http://host:port.
+func (k *KeyServer) URL() string { return k.url }
+
+// InstallKeysURL is the value of serve's --install-keys-url.
+func (k *KeyServer) InstallKeysURL() string { return k.url + InstallKeysPath }
+
+// JWKSURL is the value of serve's --forge-jwks-url.
+func (k *KeyServer) JWKSURL() string { return k.url + JWKSPath }
+
+// ServeFlags are the serve flags that make a server trust this key server
+// for Forge app appARI.
+func (k *KeyServer) ServeFlags(appARI string) []string {
+	return []string{"--forge-app-ari", appARI, "--forge-jwks-url", k.JWKSURL(), "--install-keys-url", k.InstallKeysURL()}
+}
+
+// Close stops serving and waits until the server has stopped.
+func (k *KeyServer) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := k.srv.Shutdown(ctx)
+	<-k.done
+	if errors.Is(err, context.DeadlineExceeded) {
+		return k.srv.Close()
+	}
+	return err
+}
+
+// installClaims are the claims of a signed install (and of the Connect
+// webhook tokens, which use the same set).
+type installClaims struct {
+	jwt.RegisteredClaims
+	QSH string `json:"qsh"`
+}
+
+// SignInstall returns the RS256 signed-install JWT Atlassian sends with a
+// first installed callback: kid header naming this server's key, iss =
+// clientKey, aud = [baseURL], the qsh of the request, and exp.
+func (k *KeyServer) SignInstall(clientKey, baseURL, qsh string, ttl time.Duration, now time.Time) (string, error) {
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, installClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    clientKey,
+			Subject:   clientKey,
+			Audience:  jwt.ClaimStrings{baseURL},
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+		},
+		QSH: qsh,
+	})
+	tok.Header["kid"] = k.installKID
+	s, err := tok.SignedString(k.installKey)
+	if err != nil {
+		return "", fmt.Errorf("simulator: sign install token: %w", err)
+	}
+	return s, nil
+}
+
+// fitClaims are the claims of a Forge Invocation Token the simulator sends.
+type fitClaims struct {
+	jwt.RegisteredClaims
+	App struct {
+		ID             string `json:"id"`
+		AppVersion     string `json:"appVersion"`
+		InstallationID string `json:"installationId"`
+		APIBaseURL     string `json:"apiBaseUrl"`
+		Environment    struct {
+			Type string `json:"type"`
+			ID   string `json:"id"`
+		} `json:"environment"`
+		Module struct {
+			Type string `json:"type"`
+			Key  string `json:"key"`
+		} `json:"module"`
+	} `json:"app"`
+	Context struct {
+		CloudID string `json:"cloudId"`
+	} `json:"context"`
+}
+
+// SignFIT returns a Forge Invocation Token for installationID of app
+// appARI, as Forge signs the calls of a remote trigger: RS256 with the
+// JWKS key, iss forge/invocation-token, aud = appARI, app.installationId,
+// iat, nbf and exp = now + ttl (Forge uses about 25 s).
+func (k *KeyServer) SignFIT(appARI, installationID, cloudID string, ttl time.Duration, now time.Time) (string, error) {
+	var c fitClaims
+	c.Issuer = "forge/invocation-token"
+	c.Audience = jwt.ClaimStrings{appARI}
+	c.IssuedAt = jwt.NewNumericDate(now)
+	c.NotBefore = jwt.NewNumericDate(now)
+	c.ExpiresAt = jwt.NewNumericDate(now.Add(ttl))
+	c.App.ID = appARI
+	c.App.AppVersion = "1.0.0"
+	c.App.InstallationID = installationID
+	c.App.APIBaseURL = "https://api.atlassian.com/ex/confluence/" + cloudID
+	c.App.Environment.Type = "DEVELOPMENT"
+	c.App.Environment.ID = "00000000-0000-4000-8000-00000000e000"
+	c.App.Module.Type = "core:trigger"
+	c.App.Module.Key = "migration-events"
+	c.Context.CloudID = cloudID
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, c)
+	tok.Header["kid"] = k.forgeKID
+	s, err := tok.SignedString(k.forgeKey)
+	if err != nil {
+		return "", fmt.Errorf("simulator: sign Forge Invocation Token: %w", err)
+	}
+	return s, nil
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,306 @@
+package simulator_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/engine"
+	"github.com/transferd/transferd/engine/journal"
+	"github.com/transferd/transferd/engine/journal/journaltest"
+	"github.com/transferd/transferd/ingest"
+	"github.com/transferd/transferd/ingest/simulator"
+)
+
+// keys is one key server for the whole package: generating RSA keys is the
+// slowest part of a run under the race detector.
+var keys *simulator.KeyServer
+
+func TestMain(m *testing.M) {
+	var err error
+	if keys, err = simulator.StartKeyServer("127.0.0.1:0"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	keys.Close()
+	os.Exit(code)
+}
+
+// server is an ingest handler over a real journal, trusting keys.
+type server struct {
+	url     string
+	journal *journal.Journal
+	tenants *ingest.Registry
+}
+
+type serverOption func(*ingest.Config, *ingest.Journal)
+
+// startServer serves ingest on a loopback port until the test ends.
+func startServer(t *testing.T, opts ...serverOption) *server {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	j := journaltest.Open(t)
+	reg, err := ingest.OpenRegistry(ctx, j.Tenants())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	hs := httptest.NewUnstartedServer(nil)
+	url := "http://" + hs.Listener.Addr().String()
+	cfg := ingest.Config{
+		BaseURL: url, AppARI: simulator.DefaultAppARI,
+		JWKSURL: keys.JWKSURL(), InstallKeysURL: keys.InstallKeysURL(),
+		AppendTimeout: 2 * time.Second,
+	}
+	var ij ingest.Journal = j
+	for _, o := range opts {
+		o(&cfg, &ij)
+	}
+	h, err := ingest.New(ctx, cfg, ij, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs.Config.Handler = h
+	hs.Start()
+	t.Cleanup(hs.Close)
+	return &server{url: url, journal: j, tenants: reg}
+}
+
+// config is a small run against s with every feature on.
+func (s *server) config(transfers int) simulator.Config {
+	return simulator.Config{
+		Target: s.url, KeyServer: keys, Transfers: transfers, Concurrency: 16, Seed: 7,
+		Duplicates: 0.3, Reruns: 0.2, Bad: 0.1, Tenants: 4, Timeout: 45 * time.Second,
+	}
+}
+
+// stored returns the identities in MIGRATIONS, in stream order, and the
+// events grouped by transfer.
+func stored(t *testing.T, j *journal.Journal) ([]string, map[string][]*engine.Event) {
+	t.Helper()
+	var ids []string
+	byTransfer := map[string][]*engine.Event{}
+	for env, err := range j.Scan(context.Background(), "") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, env.ID)
+		e, err := env.Event()
+		if err != nil {
+			t.Fatal(err)
+		}
+		byTransfer[e.TransferID] = append(byTransfer[e.TransferID], e)
+	}
+	return ids, byTransfer
+}
+
+// checkServer asserts what a run that went well leaves behind: the stream
+// holds exactly the acknowledged events, and folding them gives what the
+// simulator expects of every transfer.
+func checkServer(t *testing.T, s *server, res simulator.Result) {
+	t.Helper()
+	ids, byTransfer := stored(t, s.journal)
+	if err := res.CheckStored(ids); err != nil {
+		t.Error(err)
+	}
+	if len(res.Expect) != len(byTransfer) {
+		t.Errorf("%d transfers expected, %d stored", len(res.Expect), len(byTransfer))
+	}
+	for _, x := range res.Expect {
+		if err := x.Match(engine.Fold(x.TransferID, byTransfer[x.TransferID])); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestRun(t *testing.T) {
+	for _, mix := range []simulator.Mix{simulator.MixMixed, simulator.MixConnect, simulator.MixForge} {
+		t.Run(string(mix), func(t *testing.T) {
+			t.Parallel()
+			s := startServer(t)
+			cfg := s.config(60)
+			cfg.Source = mix
+			res, err := simulator.Run(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := res.Err(); err != nil {
+				t.Fatalf("%v\n%+v", err, res.Failures)
+			}
+			if res.Acknowledged != res.Sent || res.Sent <= int64(res.Events) {
+				t.Errorf("sent %d copies of %d events, %d acknowledged", res.Sent, res.Events, res.Acknowledged)
+			}
+			if res.Duplicates < res.Sent-int64(res.Events) {
+				t.Errorf("%d duplicates reported, want at least the %d extra copies", res.Duplicates, res.Sent-int64(res.Events))
+			}
+			if res.Bad.Refused != res.Bad.Sent || res.Bad.Sent != int64(res.Bad.Planned) || res.Bad.Planned == 0 {
+				t.Errorf("bad requests: %+v", res.Bad)
+			}
+			if res.Reruns != 12 {
+				t.Errorf("%d re-runs, want 12", res.Reruns)
+			}
+			if res.Latency.P50 <= 0 || res.Latency.Max < res.Latency.P99 || res.EventsPerSecond <= 0 {
+				t.Errorf("latency %+v, %v events/s", res.Latency, res.EventsPerSecond)
+			}
+			checkServer(t, s, res)
+		})
+	}
+}
+
+// flaky fails the first appends as an unreachable journal would.
+type flaky struct {
+	*journal.Journal
+	failures atomic.Int64
+}
+
+func (f *flaky) Append(ctx context.Context, e *engine.Event) (journal.Ack, error) {
+	if f.failures.Add(-1) >= 0 {
+		return journal.Ack{}, fmt.Errorf("flaky: %w", journal.ErrUnavailable)
+	}
+	return f.Journal.Append(ctx, e)
+}
+
+func withFlakyJournal(failures int64) serverOption {
+	return func(_ *ingest.Config, j *ingest.Journal) {
+		f := &flaky{Journal: (*j).(*journal.Journal)}
+		f.failures.Store(failures)
+		*j = f
+	}
+}
+
+func TestRunRetriesWhileJournalUnavailable(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, withFlakyJournal(40))
+	res, err := simulator.Run(context.Background(), s.config(40))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if res.Statuses[http.StatusServiceUnavailable] != 40 || res.Retries < 40 {
+		t.Errorf("%d answered 503, %d retries; want 40 and at least 40", res.Statuses[http.StatusServiceUnavailable], res.Retries)
+	}
+	checkServer(t, s, res)
+}
+
+func TestRunDeadline(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, withFlakyJournal(1<<40))
+	cfg := s.config(10)
+	cfg.Timeout = 3 * time.Second
+	res, err := simulator.Run(context.Background(), cfg)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Run: %v, want the deadline", err)
+	}
+	if !errors.Is(res.Err(), simulator.ErrFailed) || res.Unacknowledged != res.Events || res.Events == 0 {
+		t.Errorf("Err %v, %d of %d events unacknowledged", res.Err(), res.Unacknowledged, res.Events)
+	}
+	if len(res.Acked) != 0 || len(res.Expect) != 0 {
+		t.Errorf("nothing was acknowledged, yet %d acked and %d expectations", len(res.Acked), len(res.Expect))
+	}
+}
+
+func TestRunInstallNone(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	if err := s.tenants.Put(context.Background(), ingest.Tenant{ClientKey: "tenant-a", SharedSecret: "secret-a"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.config(20)
+	cfg.Source, cfg.Install = simulator.MixConnect, simulator.InstallNone
+	cfg.ConnectTenants = []simulator.Credential{{ClientKey: "tenant-a", SharedSecret: "secret-a"}}
+	res, err := simulator.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := res.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range res.Expect {
+		if x.Issuer != "tenant-a" {
+			t.Fatalf("transfer %s issued by %s, want tenant-a", x.TransferID, x.Issuer)
+		}
+	}
+	checkServer(t, s, res)
+}
+
+func TestRunUntrusted(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		opt    serverOption
+		cfg    func(*simulator.Config)
+		reason string
+	}{
+		{"unsigned install not allowed", nil, func(c *simulator.Config) { c.Install = simulator.InstallUnsigned }, "--allow-unsigned-install"},
+		{"other install keys", func(c *ingest.Config, _ *ingest.Journal) { c.InstallKeysURL = keys.URL() + "/nowhere" },
+			func(c *simulator.Config) { c.Source = simulator.MixConnect }, "--install-keys-url " + keys.InstallKeysURL()},
+		{"other Forge app", func(c *ingest.Config, _ *ingest.Journal) { c.AppARI = "ari:cloud:ecosystem::app/other" },
+			func(c *simulator.Config) { c.Source = simulator.MixForge }, "--forge-app-ari " + simulator.DefaultAppARI},
+		{"unknown tenant", nil, func(c *simulator.Config) {
+			c.Source, c.Install = simulator.MixConnect, simulator.InstallNone
+			c.ConnectTenants = []simulator.Credential{{ClientKey: "nobody", SharedSecret: "x"}}
+		}, "transferd tenants add"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var opts []serverOption
+			if tc.opt != nil {
+				opts = append(opts, tc.opt)
+			}
+			s := startServer(t, opts...)
+			cfg := s.config(5)
+			tc.cfg(&cfg)
+			res, err := simulator.Run(context.Background(), cfg)
+			if !errors.Is(err, simulator.ErrNotTrusted) || !strings.Contains(err.Error(), tc.reason) {
+				t.Fatalf("Run: %v, want an error naming %q", err, tc.reason)
+			}
+			if res.Sent != 0 {
+				t.Errorf("%d events sent to a server that does not trust the simulator", res.Sent)
+			}
+		})
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	for _, cfg := range []simulator.Config{
+		{Target: "ftp://x"},
+		{Source: "both"},
+		{Install: "maybe"},
+		{Install: simulator.InstallNone},
+		{Duplicates: 1.5},
+		{ConnectTenants: []simulator.Credential{{ClientKey: "a", SharedSecret: "b"}}},
+		{AppARI: "my-app"},
+	} {
+		if _, err := simulator.Run(context.Background(), cfg); !errors.Is(err, simulator.ErrConfig) {
+			t.Errorf("Run(%+v): %v, want ErrConfig", cfg, err)
+		}
+	}
+}
+
+func TestParseCredential(t *testing.T) {
+	c, err := simulator.ParseCredential("key:se:cret")
+	if err != nil || c != (simulator.Credential{ClientKey: "key", SharedSecret: "se:cret"}) {
+		t.Errorf("ParseCredential = %+v, %v", c, err)
+	}
+	for _, s := range []string{"key", ":secret", "key:", ""} {
+		if _, err := simulator.ParseCredential(s); err == nil {
+			t.Errorf("ParseCredential(%q) accepted", s)
+		}
+	}
+	if _, err := simulator.ParseCredential(":hunter2"); err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("error leaks the secret: %v", err)
+	}
+}
