@@ -14,36 +14,50 @@ import (
 // MaxIDLength is the longest transferId (and originalTransferId) accepted.
 const MaxIDLength = 128
 
-// wire is the subset of a payload the engine reads. Fields are kept raw so
-// a wrong type is reported against its field instead of failing the decode.
+// wire is the subset of a payload the engine reads, as raw JSON values, so
+// a wrong type is reported against its field.
 type wire struct {
-	EventType          json.RawMessage `json:"eventType"`
-	TransferID         json.RawMessage `json:"transferId"`
-	MessageID          json.RawMessage `json:"messageId"`
-	OriginalTransferID json.RawMessage `json:"originalTransferId"`
-	MigrationDetails   json.RawMessage `json:"migrationDetails"`
-	S3Key              json.RawMessage `json:"s3Key"`
-	Key                json.RawMessage `json:"key"`
-	Label              json.RawMessage `json:"label"`
-	TransferError      json.RawMessage `json:"transferError"`
-	Status             json.RawMessage `json:"status"`
-	TransferStatus     json.RawMessage `json:"transferStatus"`
-	SettlementStatus   json.RawMessage `json:"settlementStatus"`
+	EventType, TransferID, MessageID, OriginalTransferID []byte
+	MigrationDetails, S3Key, Key, Label, TransferError   []byte
+	Status, TransferStatus, SettlementStatus             []byte
+	Payload                                              []byte // the Forge wrapper's member
 }
 
-type wireDetails struct {
-	MigrationID         json.RawMessage `json:"migrationId"`
-	MigrationScopeID    json.RawMessage `json:"migrationScopeId"`
-	Name                json.RawMessage `json:"name"`
-	CreatedAt           json.RawMessage `json:"createdAt"`
-	CloudURL            json.RawMessage `json:"cloudUrl"`
-	JiraClientKey       json.RawMessage `json:"jiraClientKey"`
-	ConfluenceClientKey json.RawMessage `json:"confluenceClientKey"`
-}
-
-type wireError struct {
-	ExceptionType  json.RawMessage `json:"exceptionType"`
-	SafeStackTrace json.RawMessage `json:"safeStackTrace"`
+func (w *wire) read(obj []byte) {
+	eachMember(obj, func(key, val []byte) {
+		name := string(key[1 : len(key)-1])
+		if bytes.IndexByte(key, '\\') >= 0 {
+			name = unquote(key)
+		}
+		switch name {
+		case "eventType":
+			w.EventType = val
+		case "transferId":
+			w.TransferID = val
+		case "messageId":
+			w.MessageID = val
+		case "originalTransferId":
+			w.OriginalTransferID = val
+		case "migrationDetails":
+			w.MigrationDetails = val
+		case "s3Key":
+			w.S3Key = val
+		case "key":
+			w.Key = val
+		case "label":
+			w.Label = val
+		case "transferError":
+			w.TransferError = val
+		case "status":
+			w.Status = val
+		case "transferStatus":
+			w.TransferStatus = val
+		case "settlementStatus":
+			w.SettlementStatus = val
+		case "payload":
+			w.Payload = val
+		}
+	})
 }
 
 // Parse validates a payload received from src and returns its canonical
@@ -52,7 +66,18 @@ type wireError struct {
 // eventType yields KindUnknown. Unknown fields are ignored, never rejected.
 // The returned event keeps payload verbatim; Issuer, ReceivedAt and Seq are
 // left for the caller. Every error is a *ValidationError.
-func Parse(src Source, payload []byte) (*Event, error) {
+func Parse(src Source, payload []byte) (*Event, error) { return parse(src, payload, "") }
+
+// Reparse rebuilds an event read back from the journal: as Parse, but with
+// the identity fixed when it was appended instead of computed again.
+func Reparse(src Source, payload []byte, id string) (*Event, error) {
+	if id == "" {
+		return nil, invalid("id", "required")
+	}
+	return parse(src, payload, id)
+}
+
+func parse(src Source, payload []byte, id string) (*Event, error) {
 	if !src.Valid() {
 		return nil, invalid("source", "must be connect or forge")
 	}
@@ -60,24 +85,17 @@ func Parse(src Source, payload []byte) (*Event, error) {
 	if len(body) == 0 || body[0] != '{' {
 		return nil, invalid("", "body must be a JSON object")
 	}
-	var w wire
-	if err := json.Unmarshal(body, &w); err != nil {
-		return nil, invalid("", "body is not valid JSON: "+jsonReason(err))
+	if !json.Valid(body) {
+		var v struct{}
+		return nil, invalid("", "body is not valid JSON: "+jsonReason(json.Unmarshal(body, &v)))
 	}
+	var w wire
+	w.read(body)
 	inner := body
-	if src == SourceForge && w.EventType == nil {
-		var wrapped struct {
-			Payload json.RawMessage `json:"payload"`
-		}
-		// body already decoded once, so this cannot fail on syntax.
-		_ = json.Unmarshal(body, &wrapped)
-		if p := bytes.TrimSpace(wrapped.Payload); len(p) > 0 && p[0] == '{' {
-			w = wire{}
-			if err := json.Unmarshal(p, &w); err != nil {
-				return nil, invalid("payload", "not valid JSON: "+jsonReason(err))
-			}
-			inner = p
-		}
+	if src == SourceForge && w.EventType == nil && len(w.Payload) > 0 && w.Payload[0] == '{' {
+		inner = w.Payload
+		w = wire{}
+		w.read(inner)
 	}
 
 	e := &Event{Source: src, Payload: payload}
@@ -116,10 +134,13 @@ func Parse(src Source, payload []byte) (*Event, error) {
 		return nil, err
 	}
 
-	if e.MessageID != "" {
+	switch {
+	case id != "":
+		e.ID = id
+	case e.MessageID != "":
 		e.ID = e.MessageID
-	} else if e.ID, err = contentID(inner); err != nil {
-		return nil, err
+	default:
+		e.ID = contentID(inner)
 	}
 	return e, nil
 }
@@ -167,16 +188,15 @@ func parseKindFacts(e *Event, w *wire) error {
 		if w.TransferError == nil || isNull(w.TransferError) {
 			return nil
 		}
-		var we wireError
-		if err := decodeObject(w.TransferError, &we, "transferError"); err != nil {
+		f, err := members(w.TransferError, "transferError", "exceptionType", "safeStackTrace")
+		if err != nil {
 			return err
 		}
 		var te TransferError
-		var err error
-		if te.ExceptionType, err = optionalString(we.ExceptionType, "transferError.exceptionType"); err != nil {
+		if te.ExceptionType, err = optionalString(f[0], "transferError.exceptionType"); err != nil {
 			return err
 		}
-		if te.SafeStackTrace, err = optionalString(we.SafeStackTrace, "transferError.safeStackTrace"); err != nil {
+		if te.SafeStackTrace, err = optionalString(f[1], "transferError.safeStackTrace"); err != nil {
 			return err
 		}
 		if te != (TransferError{}) {
@@ -184,7 +204,7 @@ func parseKindFacts(e *Event, w *wire) error {
 		}
 	case KindTransferSettled:
 		for _, f := range []struct {
-			raw  json.RawMessage
+			raw  []byte
 			name string
 		}{{w.Status, "status"}, {w.TransferStatus, "transferStatus"}, {w.SettlementStatus, "settlementStatus"}} {
 			s, err := optionalString(f.raw, f.name)
@@ -200,34 +220,28 @@ func parseKindFacts(e *Event, w *wire) error {
 	return nil
 }
 
-func parseDetails(e *Event, raw json.RawMessage) error {
+// detailFields are the migrationDetails members read, in the order
+// parseDetails expects them.
+var detailFields = []string{"migrationId", "migrationScopeId", "name", "cloudUrl", "createdAt", "jiraClientKey", "confluenceClientKey"}
+
+func parseDetails(e *Event, raw []byte) error {
 	if raw == nil || isNull(raw) {
 		return nil
 	}
-	var wd wireDetails
-	if err := decodeObject(raw, &wd, "migrationDetails"); err != nil {
+	f, err := members(raw, "migrationDetails", detailFields...)
+	if err != nil {
 		return err
 	}
 	var m Migration
-	var err error
-	for _, f := range []struct {
-		raw  json.RawMessage
-		name string
-		dst  *string
-	}{
-		{wd.MigrationID, "migrationId", &m.MigrationID},
-		{wd.MigrationScopeID, "migrationScopeId", &m.MigrationScopeID},
-		{wd.Name, "name", &m.Name},
-		{wd.CloudURL, "cloudUrl", &m.CloudURL},
-	} {
-		if *f.dst, err = optionalString(f.raw, "migrationDetails."+f.name); err != nil {
+	for i, dst := range []*string{&m.MigrationID, &m.MigrationScopeID, &m.Name, &m.CloudURL} {
+		if *dst, err = optionalString(f[i], "migrationDetails."+detailFields[i]); err != nil {
 			return err
 		}
 	}
-	if m.CreatedAt, err = parseCreatedAt(wd.CreatedAt); err != nil {
+	if m.CreatedAt, err = parseCreatedAt(f[4]); err != nil {
 		return err
 	}
-	for i, raw := range []json.RawMessage{wd.JiraClientKey, wd.ConfluenceClientKey} {
+	for i, raw := range f[5:] {
 		ck, err := optionalString(raw, "migrationDetails."+connectClientKeys[i])
 		if err != nil {
 			return err
@@ -246,16 +260,14 @@ func parseDetails(e *Event, raw json.RawMessage) error {
 // examples) or milliseconds (Forge example) as a number or numeric string,
 // or an RFC 3339 string. Values of 1e11 and above are taken as milliseconds
 // (1e11 seconds is the year 5138).
-func parseCreatedAt(raw json.RawMessage) (time.Time, error) {
+func parseCreatedAt(raw []byte) (time.Time, error) {
 	const field = "migrationDetails.createdAt"
 	if raw == nil || isNull(raw) {
 		return time.Time{}, nil
 	}
 	text := string(raw)
 	if raw[0] == '"' {
-		if err := json.Unmarshal(raw, &text); err != nil {
-			return time.Time{}, invalid(field, "must be a number or a string")
-		}
+		text = unquote(raw)
 		if text == "" {
 			return time.Time{}, nil
 		}
@@ -276,21 +288,10 @@ func parseCreatedAt(raw json.RawMessage) (time.Time, error) {
 // contentID is the identity of an event without messageId: "sha256:" and
 // the hex digest of the payload's canonical JSON (keys sorted, insignificant
 // space removed), so an exact re-delivery still de-duplicates.
-func contentID(payload []byte) (string, error) {
-	var v any
-	d := json.NewDecoder(bytes.NewReader(payload))
-	d.UseNumber()
-	if err := d.Decode(&v); err != nil {
-		return "", invalid("", "body is not valid JSON: "+jsonReason(err))
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return "", invalid("", "body cannot be canonicalised: "+err.Error())
-	}
-	sum := sha256.Sum256(bytes.TrimSuffix(buf.Bytes(), []byte{'\n'}))
-	return "sha256:" + hex.EncodeToString(sum[:]), nil
+func contentID(payload []byte) string {
+	var buf [1024]byte
+	sum := sha256.Sum256(appendCanonical(buf[:0], payload))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // ValidID reports whether s can be a transferId: 1 to MaxIDLength characters
@@ -322,7 +323,7 @@ func checkID(field, s string) error {
 	return nil
 }
 
-func requireString(raw json.RawMessage, field string) (string, error) {
+func requireString(raw []byte, field string) (string, error) {
 	if raw == nil || isNull(raw) {
 		return "", invalid(field, "required, a non-empty string")
 	}
@@ -336,31 +337,34 @@ func requireString(raw json.RawMessage, field string) (string, error) {
 	return s, nil
 }
 
-func optionalString(raw json.RawMessage, field string) (string, error) {
+func optionalString(raw []byte, field string) (string, error) {
 	if raw == nil || isNull(raw) {
 		return "", nil
 	}
 	if raw[0] != '"' {
 		return "", invalid(field, "must be a string")
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", invalid(field, "must be a string")
-	}
-	return s, nil
+	return unquote(raw), nil
 }
 
-func decodeObject(raw json.RawMessage, v any, field string) error {
+// members returns the raw values of the named members of the object raw
+// (nil where absent), or a validation error when raw is not an object.
+func members(raw []byte, field string, names ...string) ([][]byte, error) {
 	if raw[0] != '{' {
-		return invalid(field, "must be an object")
+		return nil, invalid(field, "must be an object")
 	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return invalid(field, "must be an object")
-	}
-	return nil
+	out := make([][]byte, len(names))
+	eachMember(raw, func(key, val []byte) {
+		for i, n := range names {
+			if keyIs(key, n) {
+				out[i] = val
+			}
+		}
+	})
+	return out, nil
 }
 
-func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
+func isNull(raw []byte) bool { return string(raw) == "null" }
 
 // jsonReason shortens encoding/json's messages to what a sender can act on.
 func jsonReason(err error) string {

@@ -179,7 +179,7 @@ func (e *Envelope) check() error {
 // than lose it; like mime.ParseMediaType, the result is usable with the
 // error.
 func (e Envelope) Event() (*engine.Event, error) {
-	ev, err := engine.Parse(e.Source, e.Payload)
+	ev, err := engine.Reparse(e.Source, e.Payload, e.ID)
 	if err != nil {
 		ev = &engine.Event{Kind: engine.KindUnknown, Payload: e.Payload}
 		err = fmt.Errorf("%w: event %s (seq %d): %w", ErrUnparsable, e.ID, e.Seq, err)
