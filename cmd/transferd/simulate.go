@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 
 	"github.com/transferd/transferd/ingest"
@@ -68,6 +69,7 @@ func runSimulate(ctx context.Context, args []string, getenv env, _ io.Reader, st
 	fs.StringVar(&install, "install", string(simulator.InstallSigned), "`mode` of installing the Connect tenants: signed (an RS256 signed install),\nunsigned (serve needs --allow-unsigned-install) or none (registered already: --tenant)")
 	fs.Var(&tenants, "tenant", "`clientKey:secret` of a Connect tenant already registered, for --install none\n(repeatable, or comma-separated)")
 	fs.StringVar(&cfg.KeysListen, "keys-listen", simulator.DefaultKeysListen, "`host:port` of the simulator's key server (port 0 picks one and prints it)")
+	fs.StringVar(&cfg.KeysFile, "keys-file", defaultKeysFile(), "`file` keeping the simulator's RSA keys across runs, so a server that cached them\nneeds no new fetch; empty generates fresh keys each run")
 	fs.StringVar(&cfg.AppARI, "forge-app-ari", simulator.DefaultAppARI, "the Forge app's `ARI`: the audience of the Forge Invocation Tokens (serve's --forge-app-ari)")
 	fs.StringVar(&cfg.BaseURL, "base-url", "", "the app's base `URL` as serve knows it (serve's --base-url): the audience of signed\ninstalls and the base of the qsh (default --target)")
 	fs.StringVar(&cfg.ConnectPath, "connect-path", ingest.DefaultConnectPath, "`path` of the server's Connect migration webhook (serve's --connect-path)")
@@ -141,4 +143,14 @@ func writeExpect(path string, res *simulator.Result) error {
 		return fmt.Errorf("--expect: %w", err)
 	}
 	return f.Close()
+}
+
+// defaultKeysFile is where simulate keeps its development keys: the user's
+// cache directory, never the server's data directory.
+func defaultKeysFile() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "transferd", "simulator-keys.pem")
 }

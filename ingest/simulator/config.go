@@ -135,6 +135,9 @@ type Config struct {
 	// KeysListen is where Run starts its key server; default
 	// DefaultKeysListen ("127.0.0.1:0" picks a free port).
 	KeysListen string
+	// KeysFile keeps the key server's keys across runs (see
+	// StartKeyServerFile); empty generates fresh keys each run.
+	KeysFile string
 	// AppARI is the Forge app's ARI, the audience of the Forge Invocation
 	// Tokens; default DefaultAppARI.
 	AppARI string

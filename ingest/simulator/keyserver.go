@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
@@ -14,6 +15,8 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -45,19 +48,22 @@ type KeyServer struct {
 
 // StartKeyServer generates the keys and serves them on addr (host:port;
 // port 0 picks a free one, see URL) until Close.
-func StartKeyServer(addr string) (*KeyServer, error) {
+func StartKeyServer(addr string) (*KeyServer, error) { return StartKeyServerFile(addr, "") }
+
+// StartKeyServerFile is StartKeyServer with the keys kept in keysFile (PEM,
+// created 0600 when missing), so that successive runs present the same keys
+// and a server that cached them needs no new fetch. Empty keysFile
+// generates fresh keys in memory.
+func StartKeyServerFile(addr, keysFile string) (*KeyServer, error) {
 	k := &KeyServer{done: make(chan struct{})}
 	var err error
-	if k.installKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-		return nil, fmt.Errorf("simulator: generate install key: %w", err)
+	if k.installKey, k.forgeKey, err = loadOrCreateKeys(keysFile); err != nil {
+		return nil, err
 	}
-	if k.forgeKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
-		return nil, fmt.Errorf("simulator: generate forge key: %w", err)
-	}
-	// Fresh kids each start: a server that cached an earlier run's keys
-	// must fetch these rather than check new signatures with old keys.
-	k.installKID = "transferd-simulator-install-" + randomHex(6)
-	k.forgeKID = "transferd-simulator-forge-" + randomHex(6)
+	// A kid names its key: a server that cached another key under another
+	// kid fetches this one rather than check signatures with the old key.
+	k.installKID = "transferd-simulator-install-" + keyID(&k.installKey.PublicKey)
+	k.forgeKID = "transferd-simulator-forge-" + keyID(&k.forgeKey.PublicKey)
 	k.jwks, err = json.Marshal(map[string]any{"keys": []map[string]string{{
 		"kty": "RSA", "use": "sig", "alg": "RS256", "kid": k.forgeKID,
 		"n": b64(k.forgeKey.N.Bytes()),
@@ -206,10 +212,53 @@ func (k *KeyServer) SignFIT(appARI, installationID, cloudID string, ttl time.Dur
 	return s, nil
 }
 
-func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
+// keyID is a short fingerprint of a public key.
+func keyID(pub *rsa.PublicKey) string {
+	sum := sha256.Sum256(x509.MarshalPKCS1PublicKey(pub))
+	return hex.EncodeToString(sum[:6])
 }
+
+// loadOrCreateKeys reads the install and Forge keys from path, or generates
+// them (and writes them there when path is not empty).
+func loadOrCreateKeys(path string) (install, forge *rsa.PrivateKey, err error) {
+	if path != "" {
+		if b, err := os.ReadFile(path); err == nil {
+			var keys []*rsa.PrivateKey
+			for block, rest := pem.Decode(b); block != nil; block, rest = pem.Decode(rest) {
+				k, err := x509.ParsePKCS1PrivateKey(block.Bytes)
+				if err != nil {
+					return nil, nil, fmt.Errorf("simulator: keys file %s: %w", path, err)
+				}
+				keys = append(keys, k)
+			}
+			if len(keys) != 2 {
+				return nil, nil, fmt.Errorf("simulator: keys file %s: want 2 RSA keys, found %d (delete it to start afresh)", path, len(keys))
+			}
+			return keys[0], keys[1], nil
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, nil, fmt.Errorf("simulator: keys file: %w", err)
+		}
+	}
+	if install, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+		return nil, nil, fmt.Errorf("simulator: generate install key: %w", err)
+	}
+	if forge, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+		return nil, nil, fmt.Errorf("simulator: generate forge key: %w", err)
+	}
+	if path == "" {
+		return install, forge, nil
+	}
+	var out []byte
+	for _, k := range []*rsa.PrivateKey{install, forge} {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})...)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, nil, fmt.Errorf("simulator: keys file: %w", err)
+	}
+	if err := os.WriteFile(path, out, 0o600); err != nil {
+		return nil, nil, fmt.Errorf("simulator: keys file: %w", err)
+	}
+	return install, forge, nil
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }

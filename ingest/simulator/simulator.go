@@ -46,7 +46,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	keys := cfg.KeyServer
 	if keys == nil {
 		var err error
-		if keys, err = StartKeyServer(cfg.KeysListen); err != nil {
+		if keys, err = StartKeyServerFile(cfg.KeysListen, cfg.KeysFile); err != nil {
 			return Result{}, err
 		}
 		defer keys.Close()
