@@ -8,10 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/transferd/transferd/api"
 	"github.com/transferd/transferd/ingest"
+	"github.com/transferd/transferd/projections"
 )
 
 const serveAbout = `Serve the ingest routes (Connect webhook and lifecycle, Forge remote) and
@@ -82,8 +85,31 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 	}
 	defer tenants.Close()
 
+	tokens, err := loadTokens(c.apiTokens, c.apiTokenFile)
+	if err != nil {
+		return err
+	}
+	if len(tokens) == 0 {
+		log.Warn("no API token configured: every /v1 request will be refused (set --api-token or --api-token-file)")
+	}
+
+	store, err := projections.Open(projectionFile(c.store.data), projections.Options{})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	proj, err := projections.Start(ctx, j, store, projections.ProjectorOptions{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		proj.Drain()
+		<-proj.Closed()
+	}()
+
 	hctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	metrics := api.NewMetrics()
 	in, err := ingest.New(hctx, ingest.Config{
 		BaseURL:              c.baseURL,
 		ConnectPath:          c.connectPath,
@@ -94,7 +120,12 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 		MaxBody:              c.maxBody,
 		AppendTimeout:        c.appendTimeout,
 		Logger:               log,
+		Observe:              func(o ingest.Outcome) { metrics.ObserveIngest(api.IngestOutcome(o)) },
 	}, j, tenants)
+	if err != nil {
+		return err
+	}
+	query, err := api.New(api.Config{Tokens: tokens, Journal: j, Store: store, Logger: log, Metrics: metrics, Context: hctx})
 	if err != nil {
 		return err
 	}
@@ -103,10 +134,7 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 	for _, p := range in.Routes() {
 		mux.Handle(strings.TrimPrefix(p, "POST "), in)
 	}
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"status":"ok"}`+"\n")
-	})
+	mux.Handle("/", query)
 
 	srv := &http.Server{
 		Handler:           mux,
@@ -116,6 +144,7 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(func() { query.Close() })
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("serving", "addr", "http://"+ln.Addr().String(), "baseUrl", c.baseURL, "connectPath", c.connectPath,
@@ -142,4 +171,23 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 		return nil, usageError(fmt.Sprintf("--log-level %q: want debug, info, warn or error", level))
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// loadTokens gathers the API tokens from the flag and the token file (one
+// per line; blank lines and lines starting with # are ignored).
+func loadTokens(flagTokens []string, file string) ([]string, error) {
+	tokens := append([]string(nil), flagTokens...)
+	if file == "" {
+		return tokens, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--api-token-file: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			tokens = append(tokens, line)
+		}
+	}
+	return tokens, nil
 }

@@ -1,0 +1,64 @@
+package api
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"net/http"
+	"strings"
+)
+
+// tokens are the configured API tokens, kept as SHA-256 digests so that a
+// comparison takes the same time whatever the presented token's length.
+type tokens struct{ sums [][sha256.Size]byte }
+
+func newTokens(list []string) tokens {
+	var t tokens
+	for _, s := range list {
+		if s = strings.TrimSpace(s); s != "" {
+			t.sums = append(t.sums, sha256.Sum256([]byte(s)))
+		}
+	}
+	return t
+}
+
+// valid reports whether presented is one of the tokens. It compares the
+// digest against every token, without an early exit, in constant time.
+func (t tokens) valid(presented string) bool {
+	sum := sha256.Sum256([]byte(presented))
+	ok := 0
+	for i := range t.sums {
+		ok |= subtle.ConstantTimeCompare(sum[:], t.sums[i][:])
+	}
+	return ok == 1
+}
+
+// These errors answer 401; the difference shows only in WWW-Authenticate.
+var (
+	errNoToken  = &Error{Code: CodeUnauthorized, Message: "an API token is required: Authorization: Bearer <token>"}
+	errBadToken = &Error{Code: CodeUnauthorized, Message: "the API token is not valid"}
+)
+
+// wwwAuthenticate is the challenge of a 401 (RFC 6750 §3).
+func wwwAuthenticate(err error) string {
+	if errors.Is(err, errBadToken) {
+		return `Bearer realm="transferd", error="invalid_token"`
+	}
+	return `Bearer realm="transferd"`
+}
+
+// authorize checks the request's bearer token.
+func (t tokens) authorize(r *http.Request) error {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return errNoToken
+	}
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return errNoToken
+	}
+	if !t.valid(strings.TrimSpace(tok)) {
+		return errBadToken
+	}
+	return nil
+}

@@ -1,0 +1,94 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/transferd/transferd/engine/journal"
+)
+
+// Readiness is the body of GET /readyz: 200 with Status "ready", or 503
+// with Status "not_ready" and the Reason.
+type Readiness struct {
+	Status    string          `json:"status"`
+	Reason    string          `json:"reason,omitempty"`
+	Journal   *JournalState   `json:"journal,omitempty"`
+	Projector *ProjectorState `json:"projector,omitempty"`
+	Bounds    LagBounds       `json:"bounds"`
+}
+
+// JournalState is what /readyz saw of the journal.
+type JournalState struct {
+	LastSeq uint64 `json:"lastSeq"` // the last MIGRATIONS sequence
+}
+
+// ProjectorState is how far the projection is behind the journal.
+type ProjectorState struct {
+	Checkpoint   uint64  `json:"checkpoint"`   // the last sequence applied
+	LagSequences uint64  `json:"lagSequences"` // messages stored but not applied
+	LagSeconds   float64 `json:"lagSeconds"`   // age of the oldest message not applied
+}
+
+// LagBounds are the lag limits beyond which /readyz answers 503.
+type LagBounds struct {
+	Sequences uint64  `json:"lagSequences"`
+	Seconds   float64 `json:"lagSeconds"`
+}
+
+// handleHealth serves GET /healthz: the process is alive.
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) error {
+	writeBody(w, http.StatusOK, []byte(`{"status":"ok"}`+"\n"))
+	return nil
+}
+
+// handleReady serves GET /readyz: the journal answers within
+// Config.ReadyTimeout, and the projector is behind it by at most
+// Config.MaxLagSequences messages and Config.MaxLag of time (the age of the
+// oldest message not yet applied). Either bound exceeded is 503.
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ReadyTimeout)
+	defer cancel()
+	rd := Readiness{Status: "ready", Bounds: LagBounds{s.cfg.MaxLagSequences, s.cfg.MaxLag.Seconds()}}
+	js, ps, err := s.lag(ctx)
+	rd.Journal, rd.Projector = js, ps
+	switch {
+	case s.ctx.Err() != nil:
+		rd.Reason = "the server is shutting down"
+	case err != nil:
+		rd.Reason = "journal unreachable: " + err.Error()
+	case ps.LagSequences > s.cfg.MaxLagSequences:
+		rd.Reason = fmt.Sprintf("projector %d messages behind the journal (bound %d)", ps.LagSequences, s.cfg.MaxLagSequences)
+	case ps.LagSeconds > s.cfg.MaxLag.Seconds():
+		rd.Reason = fmt.Sprintf("projector %.1fs behind the journal (bound %v)", ps.LagSeconds, s.cfg.MaxLag)
+	}
+	status := http.StatusOK
+	if rd.Reason != "" {
+		rd.Status, status = "not_ready", http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, status, rd)
+	return nil
+}
+
+// lag measures how far the projection is behind MIGRATIONS. The time lag is
+// the age of the first message not applied, as the stream stored it.
+func (s *Server) lag(ctx context.Context) (*JournalState, *ProjectorState, error) {
+	st, err := s.journal.JetStream().Stream(ctx, journal.StreamEvents)
+	if err != nil {
+		return nil, nil, unavailable("stream info "+journal.StreamEvents, err)
+	}
+	last := st.CachedInfo().State.LastSeq
+	cp := s.store.Checkpoint()
+	ps := &ProjectorState{Checkpoint: cp}
+	if last > cp {
+		ps.LagSequences = last - cp
+		m, err := st.GetMsg(ctx, cp+1)
+		if err != nil {
+			return &JournalState{last}, ps, unavailable(fmt.Sprintf("get %s #%d", journal.StreamEvents, cp+1), err)
+		}
+		ps.LagSeconds = max(0, time.Since(m.Time).Seconds())
+	}
+	return &JournalState{LastSeq: last}, ps, nil
+}

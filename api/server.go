@@ -1,0 +1,216 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/transferd/transferd/engine"
+	"github.com/transferd/transferd/engine/journal"
+	"github.com/transferd/transferd/projections"
+)
+
+// Store is the projection the API reads; *projections.Store implements it.
+type Store interface {
+	TransferJSON(id string) ([]byte, error)
+	List(f projections.Filter) (projections.Page, error)
+	Migration(id string) ([]*engine.Transfer, error)
+	Lineage(id string) (root string, transfers []*engine.Transfer, err error)
+	Checkpoint() uint64
+	Stats() (projections.Stats, error)
+}
+
+// Config configures New. Journal and Store are required; zero values of the
+// rest are the defaults.
+type Config struct {
+	// Tokens are the API tokens accepted on /v1 routes. Empty strings are
+	// ignored; with none, every /v1 request is refused.
+	Tokens []string
+	// Journal is read for event history, state at a past point and the
+	// event feed.
+	Journal *journal.Journal
+	// Store is the projection: current state, lists, lineage, migrations.
+	Store Store
+	// Logger receives failures (error) and refusals (debug); nil discards.
+	Logger *slog.Logger
+	// Metrics to record into and serve at /metrics; nil creates them. The
+	// projector's lag and progress are registered into them by New.
+	Metrics *Metrics
+
+	// MaxLagSequences and MaxLag bound how far the projector may be
+	// behind the journal, in messages and in the age of the oldest message
+	// not applied, before /readyz answers 503; defaults 10 000 and 30 s.
+	MaxLagSequences uint64
+	MaxLag          time.Duration
+	// ReadyTimeout bounds the journal requests of /readyz, /metrics and a
+	// stream's start; default 2 s.
+	ReadyTimeout time.Duration
+	// Heartbeat is the interval of comment lines on an idle stream; default
+	// 15 s.
+	Heartbeat time.Duration
+	// StreamWriteTimeout bounds each write to a stream (a client that stops
+	// reading is dropped after it); default 30 s.
+	StreamWriteTimeout time.Duration
+	// Context, when set, ends every open stream when it ends, like Close.
+	Context context.Context
+}
+
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics()
+	}
+	if c.MaxLagSequences == 0 {
+		c.MaxLagSequences = 10_000
+	}
+	if c.MaxLag <= 0 {
+		c.MaxLag = 30 * time.Second
+	}
+	if c.ReadyTimeout <= 0 {
+		c.ReadyTimeout = 2 * time.Second
+	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = 15 * time.Second
+	}
+	if c.StreamWriteTimeout <= 0 {
+		c.StreamWriteTimeout = 30 * time.Second
+	}
+	if c.Context == nil {
+		c.Context = context.Background()
+	}
+	return c
+}
+
+// Server is the query API, an http.Handler. Its routes are listed by
+// Routes; every other path is a JSON 404, and every other method on a
+// route a JSON 405.
+type Server struct {
+	cfg     Config
+	journal *journal.Journal
+	store   Store
+	log     *slog.Logger
+	metrics *Metrics
+	tokens  tokens
+	mux     *http.ServeMux
+	routes  []string
+
+	ctx     context.Context // ends open streams
+	cancel  context.CancelFunc
+	mu      sync.Mutex // guards closed and the streams' Add
+	closed  bool
+	streams sync.WaitGroup
+}
+
+// New returns the query API over cfg.Journal and cfg.Store.
+func New(cfg Config) (*Server, error) {
+	cfg = cfg.withDefaults()
+	if cfg.Journal == nil || cfg.Store == nil {
+		return nil, errors.New("api: New needs a journal and a store")
+	}
+	s := &Server{
+		cfg:     cfg,
+		journal: cfg.Journal,
+		store:   cfg.Store,
+		log:     cfg.Logger,
+		metrics: cfg.Metrics,
+		tokens:  newTokens(cfg.Tokens),
+		mux:     http.NewServeMux(),
+	}
+	if len(s.tokens.sums) == 0 {
+		s.log.Warn("no API tokens configured: every /v1 request will be refused")
+	}
+	if err := s.metrics.reg.Register(newProjectorCollector(s)); err != nil {
+		return nil, err
+	}
+	s.ctx, s.cancel = context.WithCancel(cfg.Context)
+
+	s.route("GET /v1/transfers", s.handleList)
+	s.route("GET /v1/transfers/{id}", s.handleTransfer)
+	s.route("GET /v1/transfers/{id}/events", s.handleEvents)
+	s.route("GET /v1/transfers/{id}/lineage", s.handleLineage)
+	s.route("GET /v1/migrations/{migrationId}", s.handleMigration)
+	s.route("GET /v1/stream", s.handleStream)
+	s.route("GET /healthz", s.handleHealth)
+	s.route("GET /readyz", s.handleReady)
+	s.route("GET /metrics", s.serveMetrics)
+	s.route("GET /{$}", s.handleDashboard)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, s.log, notFound("no route "+r.URL.Path))
+	})
+	return s, nil
+}
+
+// ServeHTTP routes a request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Routes returns the patterns the Server serves ("GET /v1/transfers/{id}",
+// …), in a fixed order. Those under /v1 need an API token.
+func (s *Server) Routes() []string { return append([]string(nil), s.routes...) }
+
+// Metrics returns the metrics the Server records into and serves.
+func (s *Server) Metrics() *Metrics { return s.metrics }
+
+// Close ends every open stream and waits until their handlers have
+// returned (at most Config.StreamWriteTimeout, for a client that stopped
+// reading); new streams are refused with 503. Register it with
+// http.Server.RegisterOnShutdown, since Shutdown waits for active
+// connections and a stream stays active until its client leaves. The other
+// routes keep working. Close is idempotent and returns nil.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.streams.Wait()
+	return nil
+}
+
+// enterStream counts a stream in, unless the Server is closing.
+func (s *Server) enterStream() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.ctx.Err() != nil {
+		return false
+	}
+	s.streams.Add(1)
+	return true
+}
+
+// route serves pattern with fn, behind the token check for /v1 routes,
+// recording the request's metrics, and answers other methods on its path
+// with a JSON 405.
+func (s *Server) route(pattern string, fn func(http.ResponseWriter, *http.Request) error) {
+	s.routes = append(s.routes, pattern)
+	path := strings.TrimPrefix(pattern, "GET ")
+	auth := strings.HasPrefix(path, "/v1/")
+	rm := s.metrics.route(pattern)
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		var err error
+		if auth {
+			err = s.tokens.authorize(r)
+		}
+		if err == nil {
+			err = fn(w, r)
+		}
+		status := http.StatusOK
+		if err != nil {
+			status = writeError(w, r, s.log, err)
+		}
+		rm.observe(status, time.Since(start))
+	})
+	s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, s.log, &Error{Code: CodeMethodNotAllowed, Message: r.Method + " is not allowed on " + r.URL.Path + ": the query API is read-only (GET)"})
+	})
+}
+
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) error {
+	s.metrics.Handler().ServeHTTP(w, r)
+	return nil
+}

@@ -1,0 +1,277 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/transferd/transferd/engine"
+)
+
+// The projection stores a transfer's canonical JSON (engine.Transfer's
+// encoding); the API shows its View, which adds the derived fields after
+// the transfer's own. Decoding the whole transfer and encoding it again
+// would be most of the cost of GET /v1/transfers/{id}, so appendView reads
+// only the facts the derived fields depend on, derives them with the
+// engine's own methods, and splices their encoding in before the closing
+// brace. The result is byte for byte json.Marshal(t.View())
+// (TestAppendViewMatchesEngine).
+
+// viewFacts are the facts engine.Transfer.View derives from, for the
+// encoding/json fallback.
+type viewFacts struct {
+	Phase     engine.Phase `json:"phase"`
+	Migration *struct {
+		CreatedAt time.Time `json:"createdAt"`
+	} `json:"migration"`
+	Error                   *struct{}  `json:"error"`
+	CancellationRequested   bool       `json:"cancellationRequested"`
+	CancellationRequestedAt *time.Time `json:"cancellationRequestedAt"`
+	Settled                 *struct{}  `json:"settled"`
+}
+
+// derived is engine.View without the transfer.
+type derived struct {
+	NeedsAction *string          `json:"needsAction"`
+	Deadlines   engine.Deadlines `json:"deadlines"`
+}
+
+var errNotObject = errors.New("api: stored transfer is not a JSON object")
+
+// appendView appends the view of the transfer whose canonical JSON is
+// canonical to dst.
+func appendView(dst, canonical []byte) ([]byte, error) {
+	t, ok := scanFacts(canonical)
+	if !ok {
+		var f viewFacts
+		if err := json.Unmarshal(canonical, &f); err != nil {
+			return dst, fmt.Errorf("api: stored transfer: %w", err)
+		}
+		t = f.transfer()
+	}
+	n := len(canonical)
+	if n < 2 || canonical[0] != '{' || canonical[n-1] != '}' {
+		return dst, errNotObject
+	}
+	dst = append(dst, canonical[:n-1]...)
+	if n > 2 {
+		dst = append(dst, ',')
+	}
+	return appendDerived(dst, t)
+}
+
+func (f *viewFacts) transfer() *engine.Transfer {
+	t := &engine.Transfer{
+		Phase:                   f.Phase,
+		CancellationRequested:   f.CancellationRequested,
+		CancellationRequestedAt: f.CancellationRequestedAt,
+	}
+	if f.Migration != nil {
+		t.Migration = &engine.Migration{CreatedAt: f.Migration.CreatedAt}
+	}
+	if f.Error != nil {
+		t.Error = &engine.TransferError{}
+	}
+	if f.Settled != nil {
+		t.Settled = &engine.Settlement{}
+	}
+	return t
+}
+
+// appendDerived appends `"needsAction":…,"deadlines":{…}}` for t, as
+// encoding/json writes engine.View's own fields.
+func appendDerived(dst []byte, t *engine.Transfer) ([]byte, error) {
+	v := t.View()
+	dst = append(dst, `"needsAction":`...)
+	if v.NeedsAction == nil {
+		dst = append(dst, "null"...)
+	} else {
+		dst = appendString(dst, *v.NeedsAction)
+	}
+	dst = append(dst, `,"deadlines":{`...)
+	var err error
+	if v.Deadlines.SettleBy != nil {
+		dst = append(dst, `"settleBy":`...)
+		if dst, err = appendTime(dst, *v.Deadlines.SettleBy); err != nil {
+			return dst, err
+		}
+	}
+	if v.Deadlines.TimesOutAt != nil {
+		if v.Deadlines.SettleBy != nil {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `"timesOutAt":`...)
+		if dst, err = appendTime(dst, *v.Deadlines.TimesOutAt); err != nil {
+			return dst, err
+		}
+	}
+	return append(dst, "}}"...), nil
+}
+
+// appendTime appends t as encoding/json does (time.Time.MarshalJSON).
+func appendTime(dst []byte, t time.Time) ([]byte, error) {
+	dst = append(dst, '"')
+	dst, err := t.AppendText(dst)
+	if err != nil {
+		return dst, fmt.Errorf("api: deadline: %w", err)
+	}
+	return append(dst, '"'), nil
+}
+
+// scanFacts reads the derived fields' inputs from a canonical transfer by
+// walking its top-level members (and the migration's) without decoding
+// the rest. ok is false for anything unexpected; the caller then decodes
+// with encoding/json.
+func scanFacts(b []byte) (t *engine.Transfer, ok bool) {
+	t = &engine.Transfer{}
+	ok = members(b, func(key, value []byte) bool {
+		switch string(key) {
+		case "phase":
+			p, known := phaseOf(value)
+			t.Phase = p
+			return known
+		case "migration":
+			if isNull(value) {
+				return true
+			}
+			t.Migration = &engine.Migration{}
+			return members(value, func(key, value []byte) bool {
+				if string(key) != "createdAt" {
+					return true
+				}
+				return parseTimeValue(value, &t.Migration.CreatedAt)
+			})
+		case "error":
+			if !isNull(value) {
+				t.Error = &engine.TransferError{}
+			}
+		case "cancellationRequested":
+			t.CancellationRequested = string(value) == "true"
+		case "cancellationRequestedAt":
+			if !isNull(value) {
+				t.CancellationRequestedAt = new(time.Time)
+				return parseTimeValue(value, t.CancellationRequestedAt)
+			}
+		case "settled":
+			if !isNull(value) {
+				t.Settled = &engine.Settlement{}
+			}
+		}
+		return true
+	})
+	return t, ok
+}
+
+func isNull(v []byte) bool { return string(v) == "null" }
+
+// phaseOf returns the known phase the JSON string v names, without
+// allocating.
+func phaseOf(v []byte) (engine.Phase, bool) {
+	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
+		return "", false
+	}
+	for _, p := range engine.Phases {
+		if string(v[1:len(v)-1]) == string(p) {
+			return p, true
+		}
+	}
+	return "", false
+}
+
+func parseTimeValue(v []byte, into *time.Time) bool {
+	if len(v) < 2 || v[0] != '"' || v[len(v)-1] != '"' {
+		return false
+	}
+	return into.UnmarshalText(v[1:len(v)-1]) == nil
+}
+
+// members calls fn with each member of the JSON object b: its key as
+// written between the quotes and its raw value. It returns false if b is
+// not an object as encoding/json writes them (no insignificant
+// whitespace) or fn returns false.
+func members(b []byte, fn func(key, value []byte) bool) bool {
+	if len(b) < 2 || b[0] != '{' || b[len(b)-1] != '}' {
+		return false
+	}
+	i := 1
+	if b[i] == '}' {
+		return i == len(b)-1
+	}
+	for {
+		end, ok := skipString(b, i)
+		if !ok || end >= len(b) || b[end] != ':' {
+			return false
+		}
+		key := b[i+1 : end-1]
+		start := end + 1
+		stop, ok := skipValue(b, start)
+		if !ok || stop >= len(b) || !fn(key, b[start:stop]) {
+			return false
+		}
+		switch b[stop] {
+		case ',':
+			i = stop + 1
+		case '}':
+			return stop == len(b)-1
+		default:
+			return false
+		}
+	}
+}
+
+// skipString returns the index after the JSON string starting at b[i].
+func skipString(b []byte, i int) (int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return 0, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1, true
+		}
+	}
+	return 0, false
+}
+
+// skipValue returns the index after the JSON value starting at b[i].
+func skipValue(b []byte, i int) (int, bool) {
+	if i >= len(b) {
+		return 0, false
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				end, ok := skipString(b, j)
+				if !ok {
+					return 0, false
+				}
+				j = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return j + 1, true
+				}
+			}
+		}
+		return 0, false
+	}
+	j := i
+	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' {
+		j++
+	}
+	return j, j > i
+}
+
+// marshalView encodes t's view, for transfers folded here (?at=).
+func marshalView(t *engine.Transfer) ([]byte, error) {
+	return json.Marshal(t.View())
+}

@@ -1,0 +1,244 @@
+package projections_test
+
+import (
+	"cmp"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/transferd/transferd/engine"
+	"github.com/transferd/transferd/engine/journal"
+	"github.com/transferd/transferd/engine/journal/journaltest"
+	"github.com/transferd/transferd/projections"
+)
+
+// firstSeqs returns each transfer's first stream sequence: its place in
+// List's newest-first order.
+func firstSeqs(tb testing.TB, j *journal.Journal) map[string]uint64 {
+	tb.Helper()
+	out := map[string]uint64{}
+	for env, err := range j.Scan(testContext(tb), "") {
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if _, ok := out[env.TransferID]; !ok {
+			out[env.TransferID] = env.Seq
+		}
+	}
+	return out
+}
+
+// listAll pages through f with small pages.
+func listAll(tb testing.TB, s *projections.Store, f projections.Filter) []string {
+	tb.Helper()
+	var got []string
+	for pages := 0; ; pages++ {
+		page, err := s.List(f)
+		if err != nil {
+			tb.Fatalf("List(%+v): %v", f, err)
+		}
+		if pages > 10000 {
+			tb.Fatal("too many pages")
+		}
+		got = append(got, ids(page.Transfers)...)
+		if page.NextCursor == "" {
+			return got
+		}
+		f.Cursor = page.NextCursor
+	}
+}
+
+func TestListFilters(t *testing.T) {
+	j := journaltest.Open(t)
+	appendFast(t, j, generate(6, 3000))
+	s := newStore(t)
+	mustCatchUp(t, j, s, projections.ProjectorOptions{NoPublish: true})
+	all := folded(t, j)
+	first := firstSeqs(t, j)
+
+	// Pick filter values that select several transfers.
+	var some, needy *engine.Transfer
+	for _, id := range sortedKeys(all) {
+		tr := all[id]
+		if some == nil || tr.Migration.MigrationID < some.Migration.MigrationID {
+			some = tr
+		}
+		if needy == nil && tr.NeedsAction() != "" {
+			needy = tr
+		}
+	}
+	yes, no := true, false
+	tests := []struct {
+		name   string
+		filter projections.Filter
+		match  func(*engine.Transfer) bool
+	}{
+		{"all", projections.Filter{}, func(*engine.Transfer) bool { return true }},
+		{"migration", projections.Filter{MigrationID: some.Migration.MigrationID},
+			func(tr *engine.Transfer) bool { return tr.Migration.MigrationID == some.Migration.MigrationID }},
+		{"cloud site", projections.Filter{CloudURL: some.Migration.CloudURL},
+			func(tr *engine.Transfer) bool { return tr.Migration.CloudURL == some.Migration.CloudURL }},
+		{"tenant", projections.Filter{Tenant: some.Issuer},
+			func(tr *engine.Transfer) bool { return tr.Issuer == some.Issuer }},
+		{"phase", projections.Filter{Phase: engine.PhaseDataUploaded},
+			func(tr *engine.Transfer) bool { return tr.Phase == engine.PhaseDataUploaded }},
+		{"needs action", projections.Filter{NeedsAction: &yes},
+			func(tr *engine.Transfer) bool { return tr.NeedsAction() != "" }},
+		{"needs no action", projections.Filter{NeedsAction: &no},
+			func(tr *engine.Transfer) bool { return tr.NeedsAction() == "" }},
+		{"tenant and phase", projections.Filter{Tenant: some.Issuer, Phase: engine.PhaseSettled},
+			func(tr *engine.Transfer) bool { return tr.Issuer == some.Issuer && tr.Phase == engine.PhaseSettled }},
+		{"site and needs action", projections.Filter{CloudURL: needy.Migration.CloudURL, NeedsAction: &yes},
+			func(tr *engine.Transfer) bool {
+				return tr.Migration.CloudURL == needy.Migration.CloudURL && tr.NeedsAction() != ""
+			}},
+		{"unknown migration", projections.Filter{MigrationID: "nope"}, func(*engine.Transfer) bool { return false }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var want []string
+			for id, tr := range all {
+				if tc.match(tr) {
+					want = append(want, id)
+				}
+			}
+			slices.SortFunc(want, func(a, b string) int { return cmp.Compare(first[b], first[a]) })
+			for _, limit := range []int{1, 7, 1000} {
+				f := tc.filter
+				f.Limit = limit
+				got := listAll(t, s, f)
+				if !slices.Equal(got, want) {
+					t.Fatalf("limit %d: got %d transfers %v…, want %d %v…", limit, len(got), head(got), len(want), head(want))
+				}
+			}
+			if tc.name != "unknown migration" && len(want) < 1 {
+				t.Errorf("filter selects only %d transfers; pick a better value", len(want))
+			}
+		})
+	}
+}
+
+func head(s []string) []string { return s[:min(len(s), 3)] }
+
+func TestListPageShape(t *testing.T) {
+	s := newStore(t)
+	page, err := s.List(projections.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.Transfers == nil || len(page.Transfers) != 0 || page.NextCursor != "" {
+		t.Errorf("empty store: %+v", page)
+	}
+	for _, f := range []projections.Filter{{Cursor: "garbage"}, {Cursor: "AQ"}, {Cursor: "AgAAAAAAAAAB"}} {
+		if _, err := s.List(f); !errors.Is(err, projections.ErrInvalidCursor) {
+			t.Errorf("cursor %q: %v, want ErrInvalidCursor", f.Cursor, err)
+		}
+	}
+	if _, err := s.List(projections.Filter{Phase: "sleeping"}); !errors.Is(err, projections.ErrInvalidFilter) {
+		t.Errorf("unknown phase: %v, want ErrInvalidFilter", err)
+	}
+}
+
+// TestListCursorStableUnderWrites pages through the transfers while the
+// projector keeps changing them and creating new ones: every transfer that
+// existed when paging began is returned exactly once.
+func TestListCursorStableUnderWrites(t *testing.T) {
+	j := journaltest.Open(t)
+	g := newGenerator(7, 64)
+	take := func(n int) []*engine.Event {
+		out := make([]*engine.Event, n)
+		for i := range out {
+			out[i] = g.next()
+		}
+		return out
+	}
+	appendFast(t, j, take(2000))
+	s := newStore(t)
+	p, err := projections.Start(testContext(t), j, s, projections.ProjectorOptions{NoPublish: true, MaxBatch: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { p.Stop(); <-p.Closed() }()
+	last, _ := j.LastSeq(testContext(t))
+	if err := s.Wait(testContext(t), last); err != nil {
+		t.Fatal(err)
+	}
+	before := folded(t, j)
+	tenant := "forge-tenant-3"
+
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			appendFast(t, j, take(50))
+		}
+	})
+	defer func() { close(stop); wg.Wait() }()
+
+	for _, f := range []projections.Filter{{Limit: 5}, {Tenant: tenant, Limit: 3}} {
+		got := listAll(t, s, f)
+		seen := map[string]bool{}
+		for _, id := range got {
+			if seen[id] {
+				t.Fatalf("filter %+v: transfer %s returned twice", f, id)
+			}
+			seen[id] = true
+		}
+		for id, tr := range before {
+			if (f.Tenant == "" || tr.Issuer == f.Tenant) && !seen[id] {
+				t.Fatalf("filter %+v: transfer %s skipped", f, id)
+			}
+		}
+		for _, id := range got {
+			if _, ok := before[id]; !ok {
+				t.Fatalf("filter %+v: transfer %s created after the first page was returned", f, id)
+			}
+		}
+	}
+	if s.Checkpoint() == last {
+		t.Error("the projector made no progress while paging; the test proves nothing")
+	}
+}
+
+func TestTransferAndMigration(t *testing.T) {
+	j := journaltest.Open(t)
+	appendFast(t, j, generate(8, 1000))
+	s := newStore(t)
+	mustCatchUp(t, j, s, projections.ProjectorOptions{NoPublish: true})
+	all := folded(t, j)
+	first := firstSeqs(t, j)
+
+	if _, err := s.Transfer("no-such-transfer"); !errors.Is(err, projections.ErrNotFound) {
+		t.Errorf("Transfer(unknown): %v, want ErrNotFound", err)
+	}
+	if _, err := s.Migration("no-such-migration"); !errors.Is(err, projections.ErrNotFound) {
+		t.Errorf("Migration(unknown): %v, want ErrNotFound", err)
+	}
+	byMigration := map[string][]string{}
+	for id, tr := range all {
+		got, err := s.Transfer(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got.MarshalCanonical()) != string(tr.MarshalCanonical()) {
+			t.Fatalf("Transfer(%s) differs from the fold", id)
+		}
+		byMigration[tr.Migration.MigrationID] = append(byMigration[tr.Migration.MigrationID], id)
+	}
+	for mid, want := range byMigration {
+		slices.SortFunc(want, func(a, b string) int { return cmp.Compare(first[a], first[b]) })
+		got, err := s.Migration(mid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(ids(got), want) {
+			t.Fatalf("Migration(%s) = %v, want %v", mid, ids(got), want)
+		}
+	}
+}

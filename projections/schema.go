@@ -1,0 +1,162 @@
+package projections
+
+import (
+	"encoding/binary"
+
+	"github.com/transferd/transferd/engine"
+)
+
+// schemaVersion is the layout this code reads and writes. Open refuses a
+// file of another version (ErrSchema); Rebuild writes this one. The meta
+// bucket's "schema" and "checkpoint" keys keep their meaning in every
+// version, so that any version can tell what a file is and how far it got.
+const schemaVersion = 1
+
+// The store's layout (schema version 1). Every transfer has a row: the
+// stream sequence of the first event applied to it. Rows never change and
+// grow with the stream, so the big buckets are keyed by row and filled
+// almost in append order (new transfers at the end, recent transfers
+// updated near the end), which keeps each batch's dirty pages few and
+// contiguous, and a row is also each transfer's place in the "newest
+// first" order of List.
+//
+//	meta          schema, checkpoint, lastEventAt, counters (see meta keys)
+//	ids           transferId → row (8 bytes, big-endian)
+//	transfers     row → canonical JSON of engine.Transfer (Transfer.MarshalCanonical)
+//	applied       row ‖ eventId → stream sequence that applied it (8 bytes)
+//	by_migration  len ‖ migrationId ‖ row → ∅
+//	by_cloud      len ‖ cloudUrl ‖ row → ∅
+//	by_tenant     len ‖ issuer ‖ row → ∅
+//	by_phase      len ‖ phase ‖ row → ∅
+//	needs_action  len ‖ action ‖ row → ∅ (only transfers that need one)
+//	lineage       'o' ‖ original ‖ 0x00 ‖ rerun → ∅  (original → re-runs)
+//	              'r' ‖ rerun → original             (re-run → original)
+//	outbox        row → version: changed transfers whose state the feed has
+//	              not yet confirmed published (see Projector)
+//
+// len is the uvarint length of the value, so that no value's keys can be
+// mistaken for another's whatever bytes the values contain. Index entries
+// exist only for non-empty values. Transfer ids cannot contain 0x00
+// (engine.ValidID), which makes the lineage keys unambiguous.
+var (
+	bucketMeta        = []byte("meta")
+	bucketIDs         = []byte("ids")
+	bucketTransfers   = []byte("transfers")
+	bucketApplied     = []byte("applied")
+	bucketByMigration = []byte("by_migration")
+	bucketByCloud     = []byte("by_cloud")
+	bucketByTenant    = []byte("by_tenant")
+	bucketByPhase     = []byte("by_phase")
+	bucketNeedsAction = []byte("needs_action")
+	bucketLineage     = []byte("lineage")
+	bucketOutbox      = []byte("outbox")
+)
+
+// buckets lists every bucket of the schema.
+var buckets = [][]byte{
+	bucketMeta, bucketIDs, bucketTransfers, bucketApplied,
+	bucketByMigration, bucketByCloud, bucketByTenant, bucketByPhase, bucketNeedsAction,
+	bucketLineage, bucketOutbox,
+}
+
+// Fill percents for buckets written in (nearly) ascending key order: bbolt
+// splits a full page at this fraction, so packing them tighter than the
+// default 0.5 halves their size without causing splits in the middle.
+const (
+	fillAppend = 0.95 // applied: entries never change, inserted near the end
+	fillRows   = 0.8  // transfers: updated in place and growing a little
+)
+
+// Meta keys. Values are 8-byte big-endian integers unless noted.
+var (
+	metaSchema      = []byte("schema")
+	metaCheckpoint  = []byte("checkpoint")  // last stream sequence applied
+	metaLastEventAt = []byte("lastEventAt") // receivedAt of the last event applied, Unix nanoseconds
+
+	// Counters, all deterministic functions of the stream up to the
+	// checkpoint (Verify compares them).
+	metaTransfers   = []byte("count.transfers")
+	metaEvents      = []byte("count.events")     // distinct events applied
+	metaDuplicates  = []byte("count.duplicates") // events whose identity was already applied
+	metaUnparsable  = []byte("count.unparsable") // applied as unknown: payload no longer parses
+	metaCorrupt     = []byte("count.corrupt")    // messages that are not envelopes, skipped
+	metaNeedsAction = []byte("count.needsAction")
+	metaPhasePrefix = "count.phase." // + phase
+)
+
+func metaPhase(p engine.Phase) []byte { return []byte(metaPhasePrefix + string(p)) }
+
+// index is a secondary index: which bucket, and the value a transfer is
+// filed under ("" for none).
+type index struct {
+	bucket []byte
+	value  func(*engine.Transfer) string
+}
+
+var (
+	indexMigration = index{bucketByMigration, func(t *engine.Transfer) string {
+		if t.Migration == nil {
+			return ""
+		}
+		return t.Migration.MigrationID
+	}}
+	indexCloud = index{bucketByCloud, func(t *engine.Transfer) string {
+		if t.Migration == nil {
+			return ""
+		}
+		return t.Migration.CloudURL
+	}}
+	indexTenant      = index{bucketByTenant, func(t *engine.Transfer) string { return t.Issuer }}
+	indexPhase       = index{bucketByPhase, func(t *engine.Transfer) string { return string(t.Phase) }}
+	indexNeedsAction = index{bucketNeedsAction, func(t *engine.Transfer) string { return t.NeedsAction() }}
+
+	indexes = []index{indexMigration, indexCloud, indexTenant, indexPhase, indexNeedsAction}
+)
+
+func u64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+// getU64 decodes an 8-byte big-endian integer; anything else is 0.
+func getU64(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+func rowKey(row uint64) []byte { return u64(row) }
+
+func appliedKey(row uint64, eventID string) []byte {
+	k := make([]byte, 8, 8+len(eventID))
+	binary.BigEndian.PutUint64(k, row)
+	return append(k, eventID...)
+}
+
+// indexPrefix is the part of an index key before the row.
+func indexPrefix(value string) []byte {
+	k := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(value)+8), uint64(len(value)))
+	return append(k, value...)
+}
+
+func indexKey(value string, row uint64) []byte {
+	return binary.BigEndian.AppendUint64(indexPrefix(value), row)
+}
+
+// edgeDown is the lineage key linking an original to one of its re-runs;
+// edgesDown(original) is the prefix of all of them.
+func edgeDown(original, rerun string) []byte {
+	return append(edgesDown(original), rerun...)
+}
+
+func edgesDown(original string) []byte {
+	k := make([]byte, 0, 2+len(original)+40)
+	k = append(k, 'o')
+	k = append(k, original...)
+	return append(k, 0)
+}
+
+// edgeUp is the lineage key of a re-run; its value is the original.
+func edgeUp(rerun string) []byte { return append([]byte{'r'}, rerun...) }
