@@ -14,9 +14,11 @@ build:
 # DEV_FLAGS make serve trust the signing keys of a local `transferd simulate`
 # (its key server on 127.0.0.1:8081, its default Forge app ARI). Development
 # only: never use them in production, where serve must trust Atlassian's keys.
+# The query API token is "dev-token": bin/transferd transfers list --api-token dev-token
 DEV_FLAGS ?= --forge-app-ari ari:cloud:ecosystem::app/00000000-0000-4000-8000-000000000000 \
 	--forge-jwks-url http://127.0.0.1:8081/forge/jwks.json \
-	--install-keys-url http://127.0.0.1:8081/install-keys
+	--install-keys-url http://127.0.0.1:8081/install-keys \
+	--api-token dev-token
 
 ## run: serve on the embedded default (embedded NATS + bbolt under $(DATA)),
 ## trusting a local simulator: then `bin/transferd simulate` in another shell

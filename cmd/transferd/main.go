@@ -42,6 +42,7 @@ func commands() []command {
 	return []command{
 		{"serve", "take in migration events and serve queries (the main job)", runServe},
 		{"tenants", "add, list or remove Connect tenants (installations)", runTenants},
+		{"transfers", "get or list transfers from a running server's query API", runTransfers},
 		{"replay", "verify the projection against the stream, or rebuild it", runReplay},
 		{"audit", "export the stream as JSON Lines with the exact payloads received", runAudit},
 		{"simulate", "play the migration platform against a server: signed, shuffled, duplicated events", runSimulate},
