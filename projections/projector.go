@@ -419,7 +419,12 @@ func (p *Projector) consume(ctx context.Context, r *journal.Reader) ending {
 				}
 			}
 			return endDrain
-		case b := <-batches:
+		case b, ok := <-batches:
+			if !ok {
+				// The reader closes batches without an error only when
+				// ctx ended; select may pick this case before ctx.Done.
+				return endStop
+			}
 			if b.err != nil {
 				p.log.Warn("projections: reading the journal failed; reconnecting", "err", b.err)
 				return endReadError
