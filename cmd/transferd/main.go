@@ -46,6 +46,8 @@ func commands() []command {
 		{"replay", "verify the projection against the stream, or rebuild it", runReplay},
 		{"audit", "export the stream as JSON Lines with the exact payloads received", runAudit},
 		{"simulate", "play the migration platform against a server: signed, shuffled, duplicated events", runSimulate},
+		{"webhook", "register, list or clear a tenant's migration webhook (Notification API)", runWebhook},
+		{"descriptor", "print the atlassian-connect.json entries for this server", runDescriptor},
 		{"version", "print the version", runVersion},
 	}
 }
