@@ -25,6 +25,24 @@ DEV_FLAGS ?= --forge-app-ari ari:cloud:ecosystem::app/00000000-0000-4000-8000-00
 run: build
 	$(BIN) serve --data $(DATA) $(DEV_FLAGS)
 
+## demo: serve on the embedded default under $(DEMO_DATA), play $(DEMO_TRANSFERS)
+## transfers against it with simulate, then keep serving the dashboard until Ctrl-C
+DEMO_DATA      ?= ./data-demo
+DEMO_LISTEN    ?= 127.0.0.1:8080
+DEMO_TRANSFERS ?= 300
+demo: build
+	@set -eu; \
+	$(BIN) serve --data $(DEMO_DATA) --listen $(DEMO_LISTEN) $(DEV_FLAGS) & pid=$$!; \
+	trap 'kill $$pid 2>/dev/null || true; wait $$pid 2>/dev/null || true' EXIT; \
+	trap 'exit 130' INT TERM; \
+	i=0; until curl -fsS -o /dev/null http://$(DEMO_LISTEN)/healthz 2>/dev/null; do \
+	  kill -0 $$pid 2>/dev/null || { echo "serve exited: is $(DEMO_LISTEN) in use?" >&2; exit 1; }; \
+	  i=$$((i+1)); [ $$i -lt 300 ] || { echo "serve not healthy after 30 s" >&2; exit 1; }; sleep 0.1; \
+	done; \
+	$(BIN) simulate --target http://$(DEMO_LISTEN) --transfers $(DEMO_TRANSFERS) || echo "simulate reported problems (above)" >&2; \
+	echo; echo "open http://$(DEMO_LISTEN)/ and log in with token dev-token  (Ctrl-C stops serve)"; \
+	wait $$pid
+
 ## test: vet, then every test with the race detector
 test:
 	$(GO) vet ./...

@@ -1,7 +1,7 @@
 // Package api serves transferd's HTTP query API (DESIGN §6): transfers,
 // lists, event history, state at a past point, lineage, migrations, a
 // Server-Sent Events feed of envelopes and state changes, health,
-// readiness, Prometheus metrics, and a placeholder page at /.
+// readiness, Prometheus metrics, and the dashboard at /.
 //
 // api only reads: it never appends to the journal nor writes to the
 // projection. Current state, lists, lineage and migrations come from the
@@ -15,6 +15,26 @@
 // 401 with WWW-Authenticate: Bearer. /healthz, /readyz, /metrics and /
 // need no token: they show no event data, tenant or secret (metrics are
 // counts by route, source, kind and status, and lag figures).
+//
+// Without an Authorization header, a /v1 route takes the dashboard's
+// sign-in cookie instead (CookieName): POST /login with a form field
+// "token" checks it the same way and sets it HttpOnly, SameSite=Strict,
+// Path=/ (Secure over TLS or behind X-Forwarded-Proto: https), then
+// redirects (303) to the dashboard; POST /logout clears it. The token is
+// only read from the form body, never from a URL. Cross-origin sign-in and
+// sign-out requests are refused (403, http.CrossOriginProtection); the
+// /v1 routes are GET only, and SameSite=Strict keeps other sites' pages
+// from using the cookie.
+//
+// # Dashboard
+//
+// GET / shows the transfers with filters and paging, GET /transfers/{id}
+// one transfer: its timeline of events as received, its facts, lineage
+// and deadlines; both follow /v1/stream live. They are HTML shells and one
+// script and style sheet embedded from web/ (served at /static/), no build
+// step and nothing from elsewhere; the script fills them from the /v1 API
+// with the cookie. Pages carry a Content-Security-Policy of 'self' with no
+// inline script. Signed out, both show the sign-in form.
 //
 // # Routes
 //
@@ -33,7 +53,10 @@
 //	GET /healthz                      {"status":"ok"}
 //	GET /readyz                       Readiness: 200 ready, 503 not_ready with a reason
 //	GET /metrics                      Prometheus text format
-//	GET /                             a small HTML page
+//	GET /                             the dashboard (or its sign-in form)
+//	GET /transfers/{id}               the dashboard's page of a transfer
+//	GET /static/{name}                the dashboard's script, style sheet and icon
+//	POST /login, POST /logout         sign the dashboard in (form field token) and out
 //
 // Unknown query parameters, and parameters given twice, are refused (400
 // naming the parameter), so that a misspelt filter never widens a query.

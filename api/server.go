@@ -139,7 +139,8 @@ func New(cfg Config) (*Server, error) {
 	s.route("GET /healthz", s.handleHealth)
 	s.route("GET /readyz", s.handleReady)
 	s.route("GET /metrics", s.serveMetrics)
-	s.route("GET /{$}", s.handleDashboard)
+	s.route("GET /openapi.json", s.handleOpenAPI)
+	s.routeDashboard() // GET / here; its pages, assets and sign-in outside Routes
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, notFound("no route "+r.URL.Path))
 	})
@@ -150,7 +151,9 @@ func New(cfg Config) (*Server, error) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 // Routes returns the patterns the Server serves ("GET /v1/transfers/{id}",
-// …), in a fixed order. Those under /v1 need an API token.
+// …), in a fixed order. Those under /v1 need an API token. The
+// dashboard's transfer pages, static assets and POST /login and /logout
+// are served too but not listed: they are pages, not the API.
 func (s *Server) Routes() []string { return append([]string(nil), s.routes...) }
 
 // Metrics returns the metrics the Server records into and serves.

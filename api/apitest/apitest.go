@@ -201,11 +201,13 @@ type Spec struct {
 	Kind       engine.Kind // default listener-triggered
 	// MessageID is the event's identity; empty for a content digest.
 	MessageID   string
-	MigrationID string // default "mig-1"
-	CloudURL    string // default https://example.atlassian.net
-	Issuer      string // default "tenant-a"
-	Original    string // originalTransferId, for re-runs
-	Key         string // upload key (app-data-uploaded), default "key-<messageId>"
+	MigrationID string    // default "mig-1"
+	CloudURL    string    // default https://example.atlassian.net
+	Issuer      string    // default "tenant-a"
+	Original    string    // originalTransferId, for re-runs
+	Key         string    // upload key (app-data-uploaded), default "key-<messageId>"
+	Label       string    // upload label (app-data-uploaded), default "attachments"
+	CreatedAt   time.Time // the migration's createdAt, default Epoch
 	ReceivedAt  time.Time
 	// Extra is raw JSON members added to the payload, e.g. `"note":"x"`.
 	Extra string
@@ -242,16 +244,23 @@ func Event(tb testing.TB, s Spec) *engine.Event {
 	if s.Original != "" {
 		fmt.Fprintf(&b, `,"originalTransferId":%q`, s.Original)
 	}
+	if s.CreatedAt.IsZero() {
+		s.CreatedAt = Epoch
+	}
 	fmt.Fprintf(&b, `,"migrationDetails":{"migrationId":%q,"migrationScopeId":"scope-1","name":"Move to cloud",`+
-		`"createdAt":1772366400000,"cloudUrl":%q,"jiraClientKey":%q,"confluenceClientKey":"unknown"}`,
-		s.MigrationID, s.CloudURL, s.Issuer)
+		`"createdAt":%d,"cloudUrl":%q,"jiraClientKey":%q,"confluenceClientKey":"unknown"}`,
+		s.MigrationID, s.CreatedAt.UnixMilli(), s.CloudURL, s.Issuer)
 	switch s.Kind {
 	case engine.KindAppDataUploaded:
 		key := s.Key
 		if key == "" {
 			key = "key-" + s.MessageID
 		}
-		fmt.Fprintf(&b, `,"s3Key":%q,"label":"attachments"`, key)
+		label := s.Label
+		if label == "" {
+			label = "attachments"
+		}
+		fmt.Fprintf(&b, `,"s3Key":%q,"label":%q`, key, label)
 	case engine.KindListenerErrored:
 		b.WriteString(`,"transferError":{"exceptionType":"java.lang.IllegalStateException","safeStackTrace":"at Listener.java:42"}`)
 	case engine.KindTransferSettled:
