@@ -20,6 +20,7 @@ type storeFlags struct {
 	natsURL   string
 	natsCreds string
 	replicas  int
+	sync      syncMode
 }
 
 func (s *storeFlags) register(fs *flag.FlagSet) {
@@ -27,6 +28,30 @@ func (s *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.natsURL, "nats-url", "", "`URL` of an external NATS (comma-separated for a cluster); empty runs NATS embedded under --data")
 	fs.StringVar(&s.natsCreds, "nats-creds", "", "NATS credentials `file` for --nats-url")
 	fs.IntVar(&s.replicas, "replicas", 1, "stream and bucket replicas on an external NATS cluster")
+	s.sync = syncAlways
+	fs.Var(&s.sync, "sync", "when the embedded NATS syncs its store to disk, a `mode`: always, before every acknowledgement\n"+
+		"(concurrent events share one sync by group commit), so that a 200 survives a power cut; or interval,\n"+
+		"every 2 minutes: a host crash or power cut then loses acknowledged events. With --nats-url the\n"+
+		"server's own sync policy applies (see docs/durability.md)")
+}
+
+// syncMode is --sync: always or interval.
+type syncMode string
+
+const (
+	syncAlways   syncMode = "always"
+	syncInterval syncMode = "interval"
+)
+
+func (m *syncMode) String() string { return string(*m) }
+
+func (m *syncMode) Set(v string) error {
+	switch syncMode(v) {
+	case syncAlways, syncInterval:
+		*m = syncMode(v)
+		return nil
+	}
+	return fmt.Errorf("want always or interval, not %q", v)
 }
 
 func (s *storeFlags) describe() string {
@@ -40,7 +65,8 @@ func (s *storeFlags) openJournal(ctx context.Context, log *slog.Logger) (*journa
 	if err := os.MkdirAll(s.data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	cfg := journal.Config{URL: s.natsURL, DataDir: s.data, Replicas: s.replicas, Logger: log}
+	cfg := journal.Config{URL: s.natsURL, DataDir: s.data, Replicas: s.replicas, Logger: log,
+		SyncAlways: s.sync != syncInterval}
 	if s.natsCreds != "" {
 		cfg.Options = append(cfg.Options, nats.UserCredentials(s.natsCreds))
 	}

@@ -8,6 +8,13 @@
 // acknowledged the message, and every failure to obtain that
 // acknowledgement is an ErrUnavailable.
 //
+// What an acknowledgement survives depends on Config.SyncAlways and the
+// server (see Durability and docs/durability.md). With SyncAlways the
+// acknowledged message is on disk, and concurrent appends share the cost:
+// on the embedded server they share each fsync of the stream's files
+// (GroupCommitSync), on an external NATS one atomic batch
+// (GroupCommitAtomic). The power-cut test in internal/powercut proves it.
+//
 // The journal never interprets events beyond the envelope: it routes them by
 // source, transfer id and kind, and leaves parsing, validation and folding to
 // package engine.

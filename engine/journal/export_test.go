@@ -35,3 +35,21 @@ func AppendSync(ctx context.Context, j *Journal, e *engine.Event) (Ack, error) {
 	}
 	return Ack{Seq: pa.Sequence, Duplicate: pa.Duplicate}, nil
 }
+
+// HoldCommits keeps j's appends committer from taking its next batch until
+// release is called, so that a test can queue a batch of its choosing.
+func HoldCommits(j *Journal) (release func()) {
+	j.appends.pause.Lock()
+	return j.appends.pause.Unlock
+}
+
+// QueuedAppends returns the number of appends waiting for the committer.
+func QueuedAppends(j *Journal) int {
+	j.appends.mu.Lock()
+	defer j.appends.mu.Unlock()
+	return len(j.appends.queue)
+}
+
+// Committing reports whether j's appends go through an atomic batch
+// committer.
+func Committing(j *Journal) bool { return j.appends != nil }

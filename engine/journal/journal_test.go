@@ -30,10 +30,28 @@ var backends = []backend{
 			return journaltest.OpenConfig(t, journal.Config{DataDir: dir})
 		}
 	}},
+	{"embedded-sync", func(t *testing.T) func(t *testing.T) *journal.Journal {
+		dir := t.TempDir() // syncing every write: appends share fsyncs
+		return func(t *testing.T) *journal.Journal {
+			return journaltest.OpenConfig(t, journal.Config{DataDir: dir, SyncAlways: true})
+		}
+	}},
+	{"embedded-atomic", func(t *testing.T) func(t *testing.T) *journal.Journal {
+		dir := t.TempDir() // syncing every write: appends share atomic batches
+		return func(t *testing.T) *journal.Journal {
+			return journaltest.OpenConfig(t, journal.Config{DataDir: dir, SyncAlways: true, GroupCommit: journal.GroupCommitAtomic})
+		}
+	}},
 	{"external", func(t *testing.T) func(t *testing.T) *journal.Journal {
 		url := journaltest.Server(t)
 		return func(t *testing.T) *journal.Journal {
 			return journaltest.OpenConfig(t, journal.Config{URL: url})
+		}
+	}},
+	{"external-single", func(t *testing.T) func(t *testing.T) *journal.Journal {
+		url := journaltest.Server(t)
+		return func(t *testing.T) *journal.Journal {
+			return journaltest.OpenConfig(t, journal.Config{URL: url, GroupCommit: journal.GroupCommitOff})
 		}
 	}},
 }
@@ -454,6 +472,22 @@ func TestAppendJournalDown(t *testing.T) {
 		{"embedded", func(t *testing.T) (*journal.Journal, func(), func() *journal.Journal) {
 			dir := t.TempDir()
 			j := journaltest.OpenConfig(t, journal.Config{DataDir: dir})
+			return j, func() { journal.ShutdownServer(j) }, func() *journal.Journal {
+				j.Close()
+				return journaltest.OpenConfig(t, journal.Config{DataDir: dir})
+			}
+		}},
+		{"embedded-sync", func(t *testing.T) (*journal.Journal, func(), func() *journal.Journal) {
+			dir := t.TempDir()
+			j := journaltest.OpenConfig(t, journal.Config{DataDir: dir, SyncAlways: true})
+			return j, func() { journal.ShutdownServer(j) }, func() *journal.Journal {
+				j.Close()
+				return journaltest.OpenConfig(t, journal.Config{DataDir: dir})
+			}
+		}},
+		{"embedded-atomic", func(t *testing.T) (*journal.Journal, func(), func() *journal.Journal) {
+			dir := t.TempDir()
+			j := journaltest.OpenConfig(t, journal.Config{DataDir: dir, SyncAlways: true, GroupCommit: journal.GroupCommitAtomic})
 			return j, func() { journal.ShutdownServer(j) }, func() *journal.Journal {
 				j.Close()
 				return journaltest.OpenConfig(t, journal.Config{DataDir: dir})

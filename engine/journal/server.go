@@ -47,7 +47,7 @@ func startServer(cfg Config) (_ *embedded, err error) {
 		ServerName: "transferd",
 		JetStream:  true,
 		StoreDir:   dir,
-		SyncAlways: cfg.SyncAlways,
+		SyncAlways: cfg.serverSyncs(),
 		MaxPayload: maxPayload,
 		NoSigs:     true,
 		DontListen: true,

@@ -1,10 +1,14 @@
 // Package journaltest starts journals and NATS servers for tests: an
-// embedded journal on a temporary directory, or a standalone JetStream
-// server on a loopback port. Everything started is stopped in tb.Cleanup.
+// embedded journal on a temporary directory, a standalone JetStream server
+// on a loopback port, or a JetStream cluster. Everything started is
+// stopped in tb.Cleanup.
 package journaltest
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,4 +74,74 @@ func StartServer(tb testing.TB) *server.Server {
 		s.WaitForShutdown()
 	})
 	return s
+}
+
+// Cluster starts a JetStream cluster of n nats-servers on free loopback
+// ports, storing in tb.TempDir(), waits until it has elected its meta
+// leader, shuts it down when the test ends, and returns the client URLs,
+// comma-separated as Config.URL takes them.
+func Cluster(tb testing.TB, n int) (urls string) {
+	tb.Helper()
+	ports := make([]int, n)
+	var routes []string
+	for i := range ports {
+		ports[i] = freePort(tb)
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", ports[i]))
+	}
+	var clients []string
+	servers := make([]*server.Server, n)
+	for i := range servers {
+		s, err := server.NewServer(&server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1),
+			Host:       "127.0.0.1",
+			Port:       server.RANDOM_PORT,
+			JetStream:  true,
+			StoreDir:   tb.TempDir(),
+			Cluster:    server.ClusterOpts{Name: "journaltest", Host: "127.0.0.1", Port: ports[i]},
+			Routes:     server.RoutesFromStr(strings.Join(routes, ",")),
+			NoLog:      true,
+			NoSigs:     true,
+		})
+		if err != nil {
+			tb.Fatalf("nats-server %d: %v", i+1, err)
+		}
+		s.Start()
+		tb.Cleanup(func() {
+			s.Shutdown()
+			s.WaitForShutdown()
+		})
+		servers[i] = s
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, s := range servers {
+		if !s.ReadyForConnections(10 * time.Second) {
+			tb.Fatal("nats-server: not ready")
+		}
+		clients = append(clients, s.ClientURL())
+	}
+	for {
+		leader := false
+		for _, s := range servers {
+			leader = leader || s.JetStreamIsLeader()
+		}
+		if leader {
+			break
+		}
+		if time.Now().After(deadline) {
+			tb.Fatal("JetStream cluster: no meta leader")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return strings.Join(clients, ",")
+}
+
+// freePort returns a loopback TCP port free a moment ago.
+func freePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
