@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -27,7 +31,7 @@ func (s *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.data, "data", "./data", "data `directory`: the embedded NATS store and the bbolt projection")
 	fs.StringVar(&s.natsURL, "nats-url", "", "`URL` of an external NATS (comma-separated for a cluster); empty runs NATS embedded under --data")
 	fs.StringVar(&s.natsCreds, "nats-creds", "", "NATS credentials `file` for --nats-url")
-	fs.IntVar(&s.replicas, "replicas", 1, "stream and bucket replicas on an external NATS cluster")
+	fs.IntVar(&s.replicas, "replicas", 0, "stream and bucket replicas on an external NATS cluster (3 on three nodes);\n0 keeps what the streams have, and creates them with one")
 	s.sync = syncAlways
 	fs.Var(&s.sync, "sync", "when the embedded NATS syncs its store to disk, a `mode`: always, before every acknowledgement\n"+
 		"(concurrent events share one sync by group commit), so that a 200 survives a power cut; or interval,\n"+
@@ -55,10 +59,19 @@ func (m *syncMode) Set(v string) error {
 }
 
 func (s *storeFlags) describe() string {
-	if s.natsURL != "" {
-		return "nats " + s.natsURL
+	if s.natsURL == "" {
+		return "embedded " + filepath.Join(s.data, "nats")
 	}
-	return "embedded " + filepath.Join(s.data, "nats")
+	var urls []string
+	for _, u := range strings.Split(s.natsURL, ",") {
+		if pu, err := url.Parse(strings.TrimSpace(u)); err == nil {
+			u = pu.Redacted()
+		} else {
+			u = "(unparsable URL)"
+		}
+		urls = append(urls, u)
+	}
+	return "nats " + strings.Join(urls, ",")
 }
 
 func (s *storeFlags) openJournal(ctx context.Context, log *slog.Logger) (*journal.Journal, error) {
@@ -70,9 +83,22 @@ func (s *storeFlags) openJournal(ctx context.Context, log *slog.Logger) (*journa
 	if s.natsCreds != "" {
 		cfg.Options = append(cfg.Options, nats.UserCredentials(s.natsCreds))
 	}
-	j, err := journal.Open(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("open journal (%s): %w", s.describe(), err)
+	// A cluster that is still electing its leaders may lose the first
+	// requests: retry an external NATS for a while, saying so.
+	deadline := time.Now().Add(60 * time.Second)
+	for wait := 500 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		j, err := journal.Open(ctx, cfg)
+		if err == nil {
+			return j, nil
+		}
+		if s.natsURL == "" || !errors.Is(err, journal.ErrUnavailable) || time.Now().Add(wait).After(deadline) {
+			return nil, fmt.Errorf("open journal (%s): %w", s.describe(), err)
+		}
+		log.Warn("journal not reachable yet; retrying", "journal", s.describe(), "err", err, "retry", wait)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
-	return j, nil
 }

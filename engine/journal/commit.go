@@ -72,6 +72,10 @@ const (
 	// maxRounds bounds how often one batch is committed again after a
 	// refusal for a duplicate.
 	maxRounds = 3
+	// inProcessPause is the wait before publishing again a message whose
+	// ID another publisher's message is being stored under (times the
+	// round).
+	inProcessPause = 5 * time.Millisecond
 	// batchHeaderRoom is what the batch headers add to a message, at most.
 	batchHeaderRoom = 128
 )
@@ -160,8 +164,9 @@ type committer struct {
 	log                *slog.Logger
 	stats              *commitCounters
 
-	atomicOK atomic.Bool // the stream accepts atomic batches
-	pause    sync.Mutex  // held by tests to let a batch build up
+	atomicOK  atomic.Bool // the stream accepts atomic batches
+	inProcess bool        // the last round met codeDuplicateInProcess (loop only)
+	pause     sync.Mutex  // held by tests to let a batch build up
 
 	mu     sync.Mutex
 	queue  []*request
@@ -331,9 +336,15 @@ func (c *committer) take() []*request {
 func (c *committer) commit(batch []*request) {
 	groups := c.group(batch)
 	for round := 0; len(groups) > 0; round++ {
+		if round > 0 && c.inProcess {
+			// Another publisher's message with the same ID is being
+			// replicated: its fate is known within a round trip.
+			time.Sleep(time.Duration(round) * inProcessPause)
+		}
+		c.inProcess = false
 		if len(groups) < minAtomic || !c.atomicOK.Load() {
-			c.publishEach(groups)
-			return
+			groups = c.publishEach(groups, round < maxRounds)
+			continue
 		}
 		err := c.commitAtomic(groups)
 		switch {
@@ -488,9 +499,13 @@ func (c *committer) probe(groups []*group) []*group {
 		case pa := <-f.Ok():
 			g.answer(Ack{Seq: pa.Sequence, Duplicate: pa.Duplicate}, nil)
 		case err := <-f.Err():
-			if isAPIError(err, codeWrongLastMsgID, codeWrongLastSeq) {
+			switch {
+			case isAPIError(err, codeWrongLastMsgID, codeWrongLastSeq):
 				keep = append(keep, g)
-			} else {
+			case isAPIError(err, codeDuplicateInProcess):
+				c.inProcess = true
+				keep = append(keep, g)
+			default:
 				g.answer(Ack{}, err)
 			}
 		}
@@ -499,8 +514,11 @@ func (c *committer) probe(groups []*group) []*group {
 }
 
 // publishEach publishes every group's message on its own, all before
-// waiting for the first ack, and answers each.
-func (c *committer) publishEach(groups []*group) {
+// waiting for the first ack, and answers each; with retry, it returns
+// instead the groups refused because another publisher's message with the
+// same ID is in process.
+func (c *committer) publishEach(groups []*group, retry bool) []*group {
+	var busy []*group
 	futures := make([]jetstream.PubAckFuture, len(groups))
 	for i, g := range groups {
 		f, err := c.js.PublishMsgAsync(g.msg)
@@ -519,10 +537,16 @@ func (c *committer) publishEach(groups []*group) {
 		case pa := <-f.Ok():
 			g.answer(Ack{Seq: pa.Sequence, Duplicate: pa.Duplicate}, nil)
 		case err := <-f.Err():
+			if retry && isAPIError(err, codeDuplicateInProcess) {
+				c.inProcess = true
+				busy = append(busy, g)
+				continue
+			}
 			g.answer(Ack{}, err)
 		}
 	}
-	c.stats.singles.Add(uint64(len(groups)))
+	c.stats.singles.Add(uint64(len(groups) - len(busy)))
+	return busy
 }
 
 // isAPIError reports whether err is a JetStream API error with one of codes.

@@ -47,7 +47,9 @@ type Config struct {
 	// Debug also passes the embedded server's notices and debug lines.
 	Debug bool
 
-	// Replicas of the streams and buckets; default 1.
+	// Replicas of the streams and buckets. Zero keeps the count of a
+	// stream or bucket that exists, and creates one with a single replica:
+	// a command that only reads never scales the streams down.
 	Replicas int
 	// Duplicates is the streams' de-duplication window; default 2 minutes.
 	Duplicates time.Duration
@@ -65,9 +67,7 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Replicas <= 0 {
-		c.Replicas = 1
-	}
+	c.Replicas = max(c.Replicas, 0)
 	if c.Duplicates <= 0 {
 		c.Duplicates = 2 * time.Minute
 	}
@@ -139,6 +139,9 @@ func Open(ctx context.Context, cfg Config) (*Journal, error) {
 		// them: the caller gets ErrUnavailable now, and no message it gave
 		// up on is written later.
 		nats.ReconnectBufSize(-1),
+		// Keep trying for as long as the process runs: a cluster that is
+		// down for minutes must not leave a server answering 503 forever.
+		nats.MaxReconnects(-1),
 	}
 	opts = append(opts, logHandlers(cfg.Logger)...)
 	url := cfg.URL
@@ -177,7 +180,11 @@ func (j *Journal) setup(ctx context.Context) error {
 		return fmt.Errorf("journal: %w", err)
 	}
 	j.js = js
-	r, dup := j.cfg.Replicas, j.cfg.Duplicates
+	dup := j.cfg.Duplicates
+	r, err := j.replicas(ctx, StreamEvents)
+	if err != nil {
+		return setupErr(StreamEvents, err)
+	}
 	j.events, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:               StreamEvents,
 		Description:        "transferd migration events: the source of truth",
@@ -197,6 +204,9 @@ func (j *Journal) setup(ctx context.Context) error {
 	if err != nil {
 		return setupErr(StreamEvents, err)
 	}
+	if r, err = j.replicas(ctx, StreamTransfers); err != nil {
+		return setupErr(StreamTransfers, err)
+	}
 	transfers, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:               StreamTransfers,
 		Description:        "transferd transfer states after each change",
@@ -211,6 +221,9 @@ func (j *Journal) setup(ctx context.Context) error {
 	if err != nil {
 		return setupErr(StreamTransfers, err)
 	}
+	if r, err = j.replicas(ctx, "KV_"+BucketTenants); err != nil {
+		return setupErr(BucketTenants, err)
+	}
 	j.tenants, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      BucketTenants,
 		Description: "transferd Connect installations by clientKey",
@@ -220,6 +233,9 @@ func (j *Journal) setup(ctx context.Context) error {
 	})
 	if err != nil {
 		return setupErr(BucketTenants, err)
+	}
+	if r, err = j.replicas(ctx, "KV_"+BucketBindings); err != nil {
+		return setupErr(BucketBindings, err)
 	}
 	j.bindings, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      BucketBindings,
@@ -532,16 +548,8 @@ func (j *Journal) Bind(ctx context.Context, transferID, issuer string) (string, 
 		return "", fmt.Errorf("%w: empty transferId", ErrInvalid)
 	}
 	key := bindingKey(transferID)
-	owner := issuer
-	_, err := j.bindings.Create(ctx, key, []byte(issuer))
-	switch {
-	case errors.Is(err, jetstream.ErrKeyExists):
-		kv, err := j.bindings.Get(ctx, key)
-		if err != nil {
-			return "", unavailable("bind "+transferID, err)
-		}
-		owner = string(kv.Value())
-	case err != nil:
+	owner, err := j.bind(ctx, key, issuer)
+	if err != nil {
 		return "", unavailable("bind "+transferID, err)
 	}
 	if j.syncer != nil {
@@ -551,6 +559,37 @@ func (j *Journal) Bind(ctx context.Context, transferID, issuer string) (string, 
 	}
 	return owner, nil
 }
+
+// bind is Create, or Get when the key exists. On a replicated bucket the
+// leader refuses a Create while another Create of the key is in flight,
+// before any replica has applied it, so Get (which any replica answers)
+// may find nothing yet: ask again, Create too, a few times.
+func (j *Journal) bind(ctx context.Context, key, issuer string) (string, error) {
+	for attempt := 1; ; attempt++ {
+		_, err := j.bindings.Create(ctx, key, []byte(issuer))
+		if err == nil {
+			return issuer, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return "", err
+		}
+		kv, err := j.bindings.Get(ctx, key)
+		if err == nil {
+			return string(kv.Value()), nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyNotFound) || attempt == maxBindAttempts {
+			return "", err
+		}
+		select {
+		case <-time.After(time.Duration(attempt) * 5 * time.Millisecond):
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+}
+
+// maxBindAttempts bounds bind's rounds of Create and Get.
+const maxBindAttempts = 8
 
 // bindingKey escapes a transfer id into a valid KV key, reversibly.
 func bindingKey(id string) string {
@@ -575,4 +614,20 @@ func bindingKey(id string) string {
 		return id
 	}
 	return string(b)
+}
+
+// replicas is the replica count stream is set up with: Config.Replicas,
+// or when it is zero the stream's own (1 for a stream to create).
+func (j *Journal) replicas(ctx context.Context, stream string) (int, error) {
+	if j.cfg.Replicas > 0 {
+		return j.cfg.Replicas, nil
+	}
+	st, err := j.js.Stream(ctx, stream)
+	switch {
+	case err == nil:
+		return st.CachedInfo().Config.Replicas, nil
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return 1, nil
+	}
+	return 0, err
 }
