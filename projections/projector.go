@@ -619,9 +619,11 @@ func (p *Projector) apply(b *batch) error {
 	return nil
 }
 
-// committed publishes a committed batch's effects.
+// committed publishes a committed batch's effects. The store's checkpoint
+// advances last, so that when Store.Wait returns, the lag and the Notify
+// callback already reflect the batch.
 func (p *Projector) committed(b *batch, changed []*touched, acks []outboxEntry) {
-	p.s.advance(b.last)
+	defer p.s.advance(b.last)
 	p.committedAt.Store(time.Now().UnixNano())
 	if n := len(b.events); n > 0 {
 		p.lastEventAt.Store(b.events[n-1].ReceivedAt.UnixNano())
