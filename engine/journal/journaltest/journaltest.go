@@ -33,12 +33,20 @@ func OpenConfig(tb testing.TB, cfg journal.Config) *journal.Journal {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	j, err := journal.Open(ctx, cfg)
-	if err != nil {
-		tb.Fatalf("journal.Open: %v", err)
+	for {
+		j, err := journal.Open(ctx, cfg)
+		if err == nil {
+			tb.Cleanup(func() { j.Close() })
+			return j
+		}
+		// A cluster that has just elected its meta leader may not know
+		// all its peers yet ("no suitable peers for placement"): retry an
+		// external NATS until the context ends.
+		if cfg.URL == "" || ctx.Err() != nil {
+			tb.Fatalf("journal.Open: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	tb.Cleanup(func() { j.Close() })
-	return j
 }
 
 // Server starts a standalone nats-server with JetStream on a free loopback
