@@ -22,6 +22,10 @@ type Readiness struct {
 // JournalState is what /readyz saw of the journal.
 type JournalState struct {
 	LastSeq uint64 `json:"lastSeq"` // the last MIGRATIONS sequence
+	// Durability is what a 200 survives (journal.Durability); the warning
+	// is set where one host crash can lose acknowledged events.
+	Durability        string `json:"durability,omitempty"`
+	DurabilityWarning string `json:"durabilityWarning,omitempty"`
 }
 
 // ProjectorState is how far the projection is behind the journal.
@@ -86,9 +90,10 @@ func (s *Server) lag(ctx context.Context) (*JournalState, *ProjectorState, error
 		ps.LagSequences = last - cp
 		m, err := st.GetMsg(ctx, cp+1)
 		if err != nil {
-			return &JournalState{last}, ps, unavailable(fmt.Sprintf("get %s #%d", journal.StreamEvents, cp+1), err)
+			return &JournalState{LastSeq: last}, ps, unavailable(fmt.Sprintf("get %s #%d", journal.StreamEvents, cp+1), err)
 		}
 		ps.LagSeconds = max(0, time.Since(m.Time).Seconds())
 	}
-	return &JournalState{LastSeq: last}, ps, nil
+	d := s.journal.Durability()
+	return &JournalState{LastSeq: last, Durability: d.Guarantee, DurabilityWarning: d.Warning}, ps, nil
 }

@@ -40,6 +40,9 @@ func TestReadyz(t *testing.T) {
 			rd.Projector.Checkpoint != last || rd.Projector.LagSequences != 0 || rd.Projector.LagSeconds != 0 {
 			t.Errorf("/readyz = %d %+v %+v %+v", status, rd, rd.Journal, rd.Projector)
 		}
+		if want := f.env.Journal.Durability().Guarantee; want == "" || rd.Journal.Durability != want {
+			t.Errorf("/readyz journal durability %q, want %q", rd.Journal.Durability, want)
+		}
 	})
 
 	lagging := []struct {
