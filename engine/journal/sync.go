@@ -60,7 +60,7 @@ type syncer struct {
 // epoch counts the writes begun between two rounds and not yet waiting
 // for a sync. A round lets the writes begun before it join it, for at most
 // as long as the previous round's syncs took (and maxGather): a sync costs
-// about 150 µs of CPU here, and under load the writes still in flight are
+// about 0.2 ms of CPU here, and under load the writes still in flight are
 // the ones about to wait. On an idle journal there are none, and no wait.
 type epoch struct {
 	n      int
