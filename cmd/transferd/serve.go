@@ -56,6 +56,7 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 	fs.StringVar(&c.apiTokenFile, "api-token-file", "", "`file` with query API tokens, one per line")
 	fs.Int64Var(&c.maxBody, "max-body", 1<<20, "largest request body accepted, in `bytes`")
 	fs.DurationVar(&c.appendTimeout, "append-timeout", 3*time.Second, "longest wait for the journal's acknowledgement before answering 503")
+	fs.StringVar(&c.store.natsListen, "nats-listen", "", "also expose the embedded NATS on this `host:port` (e.g. 127.0.0.1:4222) for importers'\nJetStream consumers on the same host; it has no authentication, so keep it on loopback")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	if err := parse(fs, args, getenv); err != nil {
 		return err
@@ -147,6 +148,9 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 	srv.RegisterOnShutdown(func() { query.Close() })
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if u := j.ClientURL(); u != "" && c.store.natsURL == "" {
+		log.Info("embedded NATS listening", "url", u)
+	}
 	log.Info("serving", "addr", "http://"+ln.Addr().String(), "baseUrl", c.baseURL, "connectPath", c.connectPath,
 		"forge", c.forgeARI != "", "journal", c.store.describe())
 	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())

@@ -23,8 +23,10 @@ type storeFlags struct {
 	data      string
 	natsURL   string
 	natsCreds string
-	replicas  int
-	sync      syncMode
+	// natsListen exposes the embedded NATS on TCP (serve only).
+	natsListen string
+	replicas   int
+	sync       syncMode
 }
 
 func (s *storeFlags) register(fs *flag.FlagSet) {
@@ -78,7 +80,7 @@ func (s *storeFlags) openJournal(ctx context.Context, log *slog.Logger) (*journa
 	if err := os.MkdirAll(s.data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	cfg := journal.Config{URL: s.natsURL, DataDir: s.data, Replicas: s.replicas, Logger: log,
+	cfg := journal.Config{URL: s.natsURL, DataDir: s.data, Listen: s.natsListen, Replicas: s.replicas, Logger: log,
 		SyncAlways: s.sync != syncInterval}
 	if s.natsCreds != "" {
 		cfg.Options = append(cfg.Options, nats.UserCredentials(s.natsCreds))
