@@ -31,12 +31,6 @@ type viewFacts struct {
 	Settled                 *struct{}  `json:"settled"`
 }
 
-// derived is engine.View without the transfer.
-type derived struct {
-	NeedsAction *string          `json:"needsAction"`
-	Deadlines   engine.Deadlines `json:"deadlines"`
-}
-
 var errNotObject = errors.New("api: stored transfer is not a JSON object")
 
 // appendView appends the view of the transfer whose canonical JSON is

@@ -74,12 +74,10 @@ type badRequest struct {
 // badRequests draws n bad requests, cycling through the kinds that apply
 // to the run's tenants so that every one appears when n allows.
 func (w *workload) badRequests(r *rand.Rand, n int) ([]*badRequest, error) {
-	var connect, forge []*transfer
+	var connect []*transfer
 	for _, t := range w.transfers {
 		if t.tenant.source == engine.SourceConnect {
 			connect = append(connect, t)
-		} else {
-			forge = append(forge, t)
 		}
 	}
 	var kinds []BadKind
