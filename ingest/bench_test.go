@@ -87,8 +87,14 @@ func BenchmarkCeilingBare(b *testing.B) {
 // BenchmarkCeilingPublish is the bare handler plus one synchronous
 // JetStream publish (with a Nats-Msg-Id) to the same embedded server.
 func BenchmarkCeilingPublish(b *testing.B) {
-	j := journaltest.Open(b)
-	js := j.JetStream()
+	runLoad(b, ceilingServer(b).URL+connectPath, "")
+}
+
+// ceilingServer is the ceiling every ingest figure is compared with: a
+// bare net/http handler that publishes each body to an embedded JetStream
+// without any sync, and answers as ingest does.
+func ceilingServer(b *testing.B) *httptest.Server {
+	js := journaltest.Open(b).JetStream()
 	var id atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -100,6 +106,6 @@ func BenchmarkCeilingPublish(b *testing.B) {
 		}
 		w.Write([]byte(`{"accepted":true,"seq":1,"duplicate":false}`))
 	}))
-	defer srv.Close()
-	runLoad(b, srv.URL+connectPath, "")
+	b.Cleanup(srv.Close)
+	return srv
 }

@@ -4,16 +4,11 @@ import (
 	"bytes"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/transferd/transferd/engine/journal"
 	"github.com/transferd/transferd/engine/journal/journaltest"
@@ -82,20 +77,7 @@ type loadTarget struct {
 }
 
 func ceilingTarget(b *testing.B) *loadTarget {
-	js := journaltest.Open(b).JetStream()
-	var id atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		m := &nats.Msg{Subject: "migrations.events.connect.bench.app-data-uploaded", Data: body,
-			Header: nats.Header{jetstream.MsgIDHeader: []string{strconv.FormatInt(id.Add(1), 10)}}}
-		if _, err := js.PublishMsg(r.Context(), m); err != nil {
-			http.Error(w, err.Error(), 503)
-			return
-		}
-		w.Write([]byte(`{"accepted":true,"seq":1,"duplicate":false}`))
-	}))
-	b.Cleanup(srv.Close)
-	return &loadTarget{name: "ceiling", url: srv.URL + connectPath}
+	return &loadTarget{name: "ceiling", url: ceilingServer(b).URL + connectPath}
 }
 
 // run loads t from benchClients clients for d, or until it has answered
