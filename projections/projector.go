@@ -885,7 +885,13 @@ func (c *counters) commit(meta *bolt.Bucket) error {
 		if d == 0 {
 			return nil
 		}
-		return meta.Put(key, u64(uint64(int64(getU64(meta.Get(key)))+d)))
+		// A counter back at zero is deleted, not kept as zero: a rebuild,
+		// which folds in larger batches, never writes it, and the two stores
+		// must be equal byte for byte (Verify).
+		if v := int64(getU64(meta.Get(key))) + d; v != 0 {
+			return meta.Put(key, u64(uint64(v)))
+		}
+		return meta.Delete(key)
 	}
 	for key, d := range map[string]int64{
 		string(metaTransfers):   int64(c.transfers),

@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"unicode"
+	"unicode/utf8"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -206,12 +209,46 @@ type Diff struct {
 	Live, Rebuilt []byte
 }
 
-// String describes the difference on one line.
+// String describes the difference on one line, readably (see Text).
 func (d Diff) String() string {
+	return fmt.Sprintf("%s %s: live %s, rebuilt %s", d.Bucket, d.Name(), d.Text(d.Live), d.Text(d.Rebuilt))
+}
+
+// Name is what the difference is about: the transfer id, or the key.
+func (d Diff) Name() string {
 	if d.TransferID != "" {
-		return fmt.Sprintf("%s %s: live %q, rebuilt %q", d.Bucket, d.TransferID, d.Live, d.Rebuilt)
+		return d.TransferID
 	}
-	return fmt.Sprintf("%s %q: live %q, rebuilt %q", d.Bucket, d.Key, d.Live, d.Rebuilt)
+	return printable(d.Key)
+}
+
+// Text renders one of d's values for a terminal: "(missing)" for nil, a
+// counter or sequence of the meta bucket as a number, JSON and other
+// printable text as it is, anything else quoted with escapes, so that no
+// raw bytes reach the terminal.
+func (d Diff) Text(v []byte) string {
+	switch {
+	case v == nil:
+		return "(missing)"
+	case d.Bucket == string(bucketMeta) && len(v) == 8:
+		return strconv.FormatUint(getU64(v), 10)
+	}
+	return printable(v)
+}
+
+// printable returns b as it is when it is printable UTF-8, else quoted.
+func printable(b []byte) string {
+	if utf8.Valid(b) && !bytes.ContainsFunc(b, func(r rune) bool { return !unicode.IsPrint(r) && r != ' ' }) {
+		return string(b)
+	}
+	return strconv.Quote(string(b))
+}
+
+// zeroCounter reports whether k, v is a meta counter at zero, which is the
+// same as no counter: stores written before zero counters were deleted
+// still have some.
+func zeroCounter(bucket, k, v []byte) bool {
+	return bytes.Equal(bucket, bucketMeta) && bytes.HasPrefix(k, []byte("count.")) && len(v) == 8 && getU64(v) == 0
 }
 
 // MaxDiffs bounds the differences Verify reports.
@@ -292,6 +329,14 @@ func compare(live, rebuilt *bolt.Tx) []Diff {
 		lk, lv := lc.First()
 		rk, rv := rc.First()
 		for (lk != nil || rk != nil) && len(diffs) < MaxDiffs {
+			if lk != nil && zeroCounter(name, lk, lv) && !bytes.Equal(lk, rk) {
+				lk, lv = lc.Next()
+				continue
+			}
+			if rk != nil && zeroCounter(name, rk, rv) && !bytes.Equal(lk, rk) {
+				rk, rv = rc.Next()
+				continue
+			}
 			d := Diff{Bucket: string(name)}
 			switch c := compareKeys(lk, rk); {
 			case c == 0:

@@ -81,20 +81,9 @@ func runReplay(ctx context.Context, args []string, getenv env, _ io.Reader, stdo
 			fmt.Fprintf(stdout, "… and %d more\n", len(diffs)-maxDiffs)
 			break
 		}
-		name := d.TransferID
-		if name == "" {
-			name = string(d.Key)
-		}
-		fmt.Fprintf(stdout, "%s %s\n  live:    %s\n  rebuilt: %s\n", d.Bucket, name, orMissing(d.Live), orMissing(d.Rebuilt))
+		fmt.Fprintf(stdout, "%s %s\n  live:    %s\n  rebuilt: %s\n", d.Bucket, d.Name(), d.Text(d.Live), d.Text(d.Rebuilt))
 	}
 	return fmt.Errorf("replay --verify: %d differences between the live projection and a rebuild", len(diffs))
-}
-
-func orMissing(b []byte) string {
-	if b == nil {
-		return "(missing)"
-	}
-	return string(b)
 }
 
 // progress draws a progress bar on a terminal, or a line every few
