@@ -245,7 +245,7 @@ func TestSimulateCommand(t *testing.T) {
 func TestSimulateRegisteredTenant(t *testing.T) {
 	dir := t.TempDir()
 	secretFile := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secretFile, []byte("s3cret-of-acme\n"), 0o600); err != nil {
+	if err := os.WriteFile(secretFile, []byte("s3cret-of-acme-0123456789abcdefghij\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var out lockedBuffer
@@ -256,7 +256,7 @@ func TestSimulateRegisteredTenant(t *testing.T) {
 	srv := startServe(t, "--data", dir)
 	var stdout, stderr lockedBuffer
 	err := run(context.Background(), []string{"transferd", "simulate", "--target", srv.url, "--keys-listen", "127.0.0.1:0",
-		"--install", "none", "--tenant", "acme:s3cret-of-acme", "--source", "connect", "--transfers", "15", "--seed", "3"},
+		"--install", "none", "--tenant", "acme:s3cret-of-acme-0123456789abcdefghij", "--source", "connect", "--transfers", "15", "--seed", "3"},
 		noEnv, strings.NewReader(""), &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("simulate: %v\n%s%s", err, stdout.String(), stderr.String())
@@ -349,11 +349,11 @@ func TestSimulateFlags(t *testing.T) {
 		wantErr string // in the error; "" for --help
 	}{
 		// Each run stops at the bad --source, after the flags are parsed.
-		{"-c wins over TRANSFERD_CONCURRENCY", []string{"-c", "8", "--source", "both"},
-			map[string]string{"TRANSFERD_CONCURRENCY": "lots"}, `source "both"`},
-		{"TRANSFERD_CONCURRENCY applies without -c", []string{"--source", "both"},
-			map[string]string{"TRANSFERD_CONCURRENCY": "lots"}, "TRANSFERD_CONCURRENCY"},
-		{"TRANSFERD_C is not read", []string{"--source", "both"}, map[string]string{"TRANSFERD_C": "lots"}, `source "both"`},
+		{"-c wins over TRANSFERD_SIMULATE_CONCURRENCY", []string{"-c", "8", "--source", "both"},
+			map[string]string{"TRANSFERD_SIMULATE_CONCURRENCY": "lots"}, `source "both"`},
+		{"TRANSFERD_SIMULATE_CONCURRENCY applies without -c", []string{"--source", "both"},
+			map[string]string{"TRANSFERD_SIMULATE_CONCURRENCY": "lots"}, "TRANSFERD_SIMULATE_CONCURRENCY"},
+		{"TRANSFERD_SIMULATE_C is not read", []string{"--source", "both"}, map[string]string{"TRANSFERD_SIMULATE_C": "lots"}, `source "both"`},
 		{"bad -c", []string{"-c", "many"}, nil, "many"},
 		{"bad --tenant", []string{"--install", "none", "--tenant", "nocolon"}, nil, "clientKey:sharedSecret"},
 		{"stray argument", []string{"now"}, nil, `unexpected argument "now"`},

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -22,10 +23,16 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args, os.Getenv, os.Stdin, os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, errHelp) {
-			fmt.Fprintln(os.Stderr, "transferd:", err)
+			fmt.Fprintln(os.Stderr, errorLine(err))
 		}
 		os.Exit(exitCode(err))
 	}
+}
+
+// errorLine is how main reports err: once, after one "transferd: " (the
+// API client's errors carry that prefix themselves).
+func errorLine(err error) string {
+	return "transferd: " + strings.TrimPrefix(err.Error(), "transferd: ")
 }
 
 // env is the process environment, as os.Getenv.
@@ -90,8 +97,11 @@ Commands:
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
-Run "transferd <command> --help" for a command's flags. Every flag can also
-be set with an environment variable: --nats-url is TRANSFERD_NATS_URL.
+Run "transferd <command> --help" for a command's flags and the environment
+variable of each. serve's flags, and those that mean the same everywhere
+(--data, --nats-url, --api-token, --base-url …), read TRANSFERD_<FLAG>:
+--nats-url is TRANSFERD_NATS_URL. The other commands' flags read
+TRANSFERD_<COMMAND>_<FLAG>: simulate --tenants is TRANSFERD_SIMULATE_TENANTS.
 `)
 }
 

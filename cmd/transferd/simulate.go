@@ -77,16 +77,11 @@ func runSimulate(ctx context.Context, args []string, getenv env, _ io.Reader, st
 	fs.BoolVar(&asJSON, "json", false, "print the summary as JSON")
 	fs.DurationVar(&cfg.Timeout, "timeout", simulator.DefaultTimeout, "give up on events not acknowledged after this long (the whole run)")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", simulator.DefaultRequestTimeout, "limit of one request (the platform waits 5 s)")
-	// -c is an alias: TRANSFERD_CONCURRENCY is its variable, and an explicit
-	// -c wins over it.
+	// -c is an alias: TRANSFERD_SIMULATE_CONCURRENCY is its variable, and
+	// an explicit -c wins over it.
 	aliasEnv := func(name string) string {
-		switch name {
-		case envName("c"):
+		if name == envName(fs, "concurrency") && shortConcSet {
 			return ""
-		case envName("concurrency"):
-			if shortConcSet {
-				return ""
-			}
 		}
 		return getenv(name)
 	}

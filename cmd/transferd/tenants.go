@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -15,9 +18,15 @@ import (
 
 const tenantsAbout = `Manage Connect tenants (installations) without the lifecycle callback.
 
-  transferd tenants add --client-key KEY --shared-secret-file FILE [--base-url URL]
+  transferd tenants add --client-key KEY --shared-secret-file FILE
+                        [--tenant-base-url URL] [--product-type jira|confluence] [--force]
   transferd tenants list [--json]
   transferd tenants remove --client-key KEY
+
+add checks what it stores: the shared secret has at least 32 bytes (an
+HS256 key), the base URL is https (http only on loopback, for tests), the
+product type is jira or confluence. It refuses to replace a registered
+tenant unless --force is given.
 
 Tenants live in the NATS KV bucket transferd_tenants, shared by every
 instance on the same NATS. With the embedded default, stop serve first (or
@@ -36,14 +45,15 @@ func runTenants(ctx context.Context, args []string, getenv env, stdin io.Reader,
 	var store storeFlags
 	store.register(fs)
 	var clientKey, secret, secretFile, baseURL, product string
-	var asJSON bool
+	var asJSON, force bool
 	switch sub {
 	case "add":
 		fs.StringVar(&clientKey, "client-key", "", "the installation's `clientKey` (required)")
 		fs.StringVar(&secret, "shared-secret", "", "the installation's shared `secret` (prefer --shared-secret-file: arguments are visible to other users)")
 		fs.StringVar(&secretFile, "shared-secret-file", "", "`file` holding the shared secret; - reads standard input")
 		fs.StringVar(&baseURL, "tenant-base-url", "", "the tenant's product `URL`, e.g. https://example.atlassian.net")
-		fs.StringVar(&product, "product-type", "", "jira or confluence")
+		fs.StringVar(&product, "product-type", "", "the tenant's product `type`: jira or confluence")
+		fs.BoolVar(&force, "force", false, "replace a tenant already registered under --client-key")
 	case "list":
 		fs.BoolVar(&asJSON, "json", false, "print JSON instead of a table")
 	case "remove":
@@ -57,9 +67,15 @@ func runTenants(ctx context.Context, args []string, getenv env, stdin io.Reader,
 	if sub != "list" && clientKey == "" {
 		return usageError("tenants " + sub + ": --client-key is required")
 	}
+	if fs.NArg() > 0 {
+		return usageError(fmt.Sprintf("tenants %s: unexpected argument %q", sub, fs.Arg(0)))
+	}
 	if sub == "add" {
 		var err error
 		if secret, err = readSecret(secret, secretFile, stdin); err != nil {
+			return err
+		}
+		if err := checkTenant(secret, baseURL, product); err != nil {
 			return err
 		}
 	}
@@ -78,11 +94,27 @@ func runTenants(ctx context.Context, args []string, getenv env, stdin io.Reader,
 
 	switch sub {
 	case "add":
+		old, err := reg.Get(ctx, clientKey)
+		switch {
+		case err == nil && !force:
+			state := "installed"
+			if !old.Active() {
+				state = "uninstalled"
+			}
+			return usageError(fmt.Sprintf("tenants add: tenant %s is already registered (%s since %s): give --force to replace it",
+				clientKey, state, old.InstalledAt.Format(time.RFC3339)))
+		case err != nil && !errors.Is(err, ingest.ErrUnknownTenant):
+			return err
+		}
 		t := ingest.Tenant{ClientKey: clientKey, SharedSecret: secret, BaseURL: baseURL, ProductType: product, InstalledAt: time.Now().UTC()}
 		if err := reg.Put(ctx, t); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "tenant %s added\n", clientKey)
+		verb := "added"
+		if err == nil {
+			verb = "replaced"
+		}
+		fmt.Fprintf(stdout, "tenant %s %s\n", clientKey, verb)
 	case "remove":
 		if err := reg.Remove(ctx, clientKey); err != nil {
 			return err
@@ -116,6 +148,44 @@ func readSecret(secret, file string, stdin io.Reader) (string, error) {
 		return "", usageError("tenants add: a shared secret is required (--shared-secret-file)")
 	}
 	return secret, nil
+}
+
+// minSecret is the shortest shared secret tenants add accepts: an HS256
+// key of 256 bits (RFC 7518 §3.2). Atlassian's are longer.
+const minSecret = 32
+
+// checkTenant validates what tenants add is about to store.
+func checkTenant(secret, baseURL, product string) error {
+	if len(secret) < minSecret {
+		return usageError(fmt.Sprintf("tenants add: the shared secret has %d bytes, want at least %d (it is the tenant's HS256 key)", len(secret), minSecret))
+	}
+	switch product {
+	case "", "jira", "confluence":
+	default:
+		return usageError(fmt.Sprintf("tenants add: --product-type %q: want jira or confluence", product))
+	}
+	if baseURL == "" {
+		return nil
+	}
+	u, err := url.Parse(baseURL)
+	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return usageError(fmt.Sprintf("tenants add: --tenant-base-url %q: want an absolute https URL without credentials or query", baseURL))
+	}
+	switch {
+	case u.Scheme == "https":
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	default:
+		return usageError(fmt.Sprintf("tenants add: --tenant-base-url %q: want https (http only on loopback, for tests)", baseURL))
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func printTenants(w io.Writer, tenants []ingest.Tenant, asJSON bool) error {

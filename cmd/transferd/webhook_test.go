@@ -180,7 +180,7 @@ func TestWebhookExternalNATS(t *testing.T) {
 		switch k {
 		case "TRANSFERD_NATS_URL":
 			return natsURL
-		case "TRANSFERD_TENANT":
+		case "TRANSFERD_WEBHOOK_TENANT":
 			return "hand-added"
 		case "TRANSFERD_BASE_URL":
 			return "https://app.example.com"
