@@ -199,6 +199,13 @@ func TestEndToEnd(t *testing.T) {
 
 	srv.stop(t)
 	checkJournal(t, journal.Config{DataDir: dir}, res)
+
+	// The audit agrees with what serve wrote, with no rebuild first.
+	var out, errOut lockedBuffer
+	err = run(context.Background(), []string{"transferd", "replay", "--verify", "--quiet", "--data", dir}, noEnv, strings.NewReader(""), &out, &errOut)
+	if err != nil || !strings.Contains(out.String(), "verified") {
+		t.Errorf("replay --verify after serve: %v\n%s%s", err, out.String(), errOut.String())
+	}
 }
 
 // TestSimulateCommand runs the simulate command itself, with unsigned
