@@ -87,6 +87,9 @@ type IngestOutcome struct {
 	Code      string
 	Duplicate bool
 	Duration  time.Duration
+	// Issuer and TransferID are for logs, never metric labels (unbounded).
+	Issuer     string
+	TransferID string
 }
 
 // ObserveIngest records one ingest request.

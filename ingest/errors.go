@@ -79,19 +79,27 @@ func classify(err error) (code, msg string, status int) {
 
 // writeError writes err's reply; internal errors are logged with detail.
 func writeError(w http.ResponseWriter, log *slog.Logger, err error) (status int, code string) {
-	code, msg, status := classify(err)
+	status, code, _ = writeErrorMsg(w, log, err)
+	return status, code
+}
+
+// writeErrorMsg is writeError, also returning the message sent. Refusals
+// (4xx) are logged by the caller, which knows the request (refusalLog);
+// their detail (the wrapped error) goes to debug.
+func writeErrorMsg(w http.ResponseWriter, log *slog.Logger, err error) (status int, code, msg string) {
+	code, msg, status = classify(err)
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
 	if status >= 500 {
 		log.Error("ingest failed", "code", code, "err", err)
 	} else {
-		log.Debug("ingest refused", "code", code, "err", err)
+		log.Debug("ingest refused: detail", "code", code, "err", err)
 	}
 	var body ErrorBody
 	body.Error.Code, body.Error.Message = code, msg
 	writeJSON(w, status, body)
-	return status, code
+	return status, code, msg
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -46,7 +46,8 @@ type Config struct {
 	// AppendTimeout bounds the wait for the journal so that every reply
 	// leaves well inside the platform's 5 s; default 3 s.
 	AppendTimeout time.Duration
-	// Logger for refusals (debug) and failures (error); nil discards.
+	// Logger for refusals (warn, one line each, rate-limited) and failures
+	// (error); nil discards.
 	Logger *slog.Logger
 	// Observe, when set, is told the outcome of every ingest request.
 	Observe func(o Outcome)
@@ -63,6 +64,11 @@ type Outcome struct {
 	Code      string // error code; empty on success
 	Duplicate bool
 	Duration  time.Duration
+	// Issuer is the verified tenant (Connect clientKey or Forge
+	// installation id), once the token is verified; TransferID is the
+	// event's transfer, once the body parses. Either may be empty.
+	Issuer     string
+	TransferID string
 }
 
 // DefaultConnectPath is the default Connect migration webhook path.
@@ -97,6 +103,7 @@ type Handler struct {
 	forge   *ForgeVerifier
 	owners  *ownerCache
 	mux     *http.ServeMux
+	refusal *refusalLog
 }
 
 // Accepted is the reply to an acknowledged event.
@@ -123,7 +130,11 @@ func (h *Handler) observe(route string, src engine.Source, fn stage) http.Handle
 		o := Outcome{Route: route, Source: src}
 		reply, err := fn(w, r, &o)
 		if err != nil {
-			o.Status, o.Code = writeError(w, h.cfg.Logger, err)
+			var msg string
+			o.Status, o.Code, msg = writeErrorMsg(w, h.cfg.Logger, err)
+			if o.Status < 500 {
+				h.refusal.refused(r, &o, msg)
+			}
 		} else {
 			o.Status = http.StatusOK
 			writeJSON(w, http.StatusOK, reply)
@@ -187,6 +198,7 @@ func (h *Handler) handleConnect(w http.ResponseWriter, r *http.Request, o *Outco
 	if err != nil {
 		return nil, err
 	}
+	o.Issuer = issuer
 	body, err := h.readJSON(w, r)
 	if err != nil {
 		return nil, err
@@ -195,7 +207,7 @@ func (h *Handler) handleConnect(w http.ResponseWriter, r *http.Request, o *Outco
 	if err != nil {
 		return nil, err
 	}
-	o.Kind = e.Kind
+	o.Kind, o.TransferID = e.Kind, e.TransferID
 	if len(e.ClientKeys) > 0 && !contains(e.ClientKeys, issuer) {
 		return nil, fail(CodeTenantMismatch, "migrationDetails names client keys other than the token's issuer", nil)
 	}
@@ -207,6 +219,7 @@ func (h *Handler) handleForge(w http.ResponseWriter, r *http.Request, o *Outcome
 	if err != nil {
 		return nil, err
 	}
+	o.Issuer = inv.InstallationID
 	body, err := h.readJSON(w, r)
 	if err != nil {
 		return nil, err
@@ -215,7 +228,7 @@ func (h *Handler) handleForge(w http.ResponseWriter, r *http.Request, o *Outcome
 	if err != nil {
 		return nil, err
 	}
-	o.Kind = e.Kind
+	o.Kind, o.TransferID = e.Kind, e.TransferID
 	return h.accept(r.Context(), e, inv.InstallationID, o)
 }
 

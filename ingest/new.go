@@ -13,7 +13,7 @@ func New(ctx context.Context, cfg Config, j Journal, tenants *Registry) (*Handle
 	if j == nil || tenants == nil {
 		return nil, errors.New("ingest: New needs a journal and a tenant registry")
 	}
-	h := &Handler{cfg: cfg, journal: j, tenants: tenants, owners: newOwnerCache(1 << 16), mux: http.NewServeMux()}
+	h := &Handler{cfg: cfg, journal: j, tenants: tenants, owners: newOwnerCache(1 << 16), mux: http.NewServeMux(), refusal: newRefusalLog(cfg.Logger)}
 	var err error
 	if h.connect, err = NewConnectVerifier(tenants, ConnectConfig{BaseURL: cfg.BaseURL, Logger: cfg.Logger}); err != nil {
 		return nil, err
@@ -41,7 +41,10 @@ func New(ctx context.Context, cfg Config, j Journal, tenants *Registry) (*Handle
 		path := p[len("POST "):]
 		h.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", "POST")
-			writeError(w, h.cfg.Logger, fail(CodeMethodNotAllowed, r.Method+" is not allowed on "+path+": use POST", nil))
+			o := Outcome{Route: "method"}
+			var msg string
+			o.Status, o.Code, msg = writeErrorMsg(w, h.cfg.Logger, fail(CodeMethodNotAllowed, r.Method+" is not allowed on "+path+": use POST", nil))
+			h.refusal.refused(r, &o, msg)
 		})
 	}
 	return h, nil

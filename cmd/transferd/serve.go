@@ -39,6 +39,8 @@ type serveConfig struct {
 	maxBody              int64
 	appendTimeout        time.Duration
 	logLevel             string
+	logFormat            string
+	accessLog            bool
 }
 
 func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdout, stderr io.Writer) error {
@@ -58,10 +60,12 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 	fs.DurationVar(&c.appendTimeout, "append-timeout", 3*time.Second, "longest wait for the journal's acknowledgement before answering 503")
 	fs.StringVar(&c.store.natsListen, "nats-listen", "", "also expose the embedded NATS on this `host:port` (e.g. 127.0.0.1:4222) for importers'\nJetStream consumers on the same host; it has no authentication, so keep it on loopback")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text (key=value) or json (one object a line)")
+	fs.BoolVar(&c.accessLog, "access-log", false, "log every HTTP request at info: method, path, status, bytes, duration, remote address")
 	if err := parse(fs, args, getenv); err != nil {
 		return err
 	}
-	log, err := newLogger(stderr, c.logLevel)
+	log, err := newFormatLogger(stderr, c.logLevel, c.logFormat)
 	if err != nil {
 		return err
 	}
@@ -136,9 +140,13 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 		mux.Handle(strings.TrimPrefix(p, "POST "), in)
 	}
 	mux.Handle("/", query)
+	var handler http.Handler = mux
+	if c.accessLog {
+		handler = accessLog(log, mux)
+	}
 
 	srv := &http.Server{
-		Handler:           mux,
+		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		IdleTimeout:       120 * time.Second,
