@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -68,3 +70,50 @@ func (w *statusWriter) Flush() {
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// localKeysNote rewrites the warning of a failed Forge key set fetch from
+// a loopback URL — the key server of a local `transferd simulate`, which
+// `make run` starts serve before — into a plain note at info: nothing is
+// wrong, the simulator serves the keys once it runs, and serve fetches
+// them again when the first Forge event names a key it lacks. Warnings
+// about any other URL pass unchanged.
+type localKeysNote struct {
+	slog.Handler
+	url string
+}
+
+func withLocalKeysNote(log *slog.Logger, jwksURL string) *slog.Logger {
+	u, err := url.Parse(jwksURL)
+	if err != nil || !isLoopback(u.Hostname()) {
+		return log
+	}
+	return slog.New(localKeysNote{log.Handler(), jwksURL})
+}
+
+func (h localKeysNote) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level == slog.LevelWarn && r.Message == "forge key set fetch failed" {
+		local := false
+		r.Attrs(func(a slog.Attr) bool {
+			local = local || (a.Key == "url" && a.Value.String() == h.url)
+			return !local
+		})
+		if local {
+			if !h.Enabled(ctx, slog.LevelInfo) {
+				return nil
+			}
+			n := slog.NewRecord(r.Time, slog.LevelInfo, "forge key server not up yet: a local `transferd simulate` serves it; "+
+				"serve fetches the keys when the first Forge event arrives", r.PC)
+			n.AddAttrs(slog.String("url", h.url))
+			return h.Handler.Handle(ctx, n)
+		}
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h localKeysNote) WithAttrs(as []slog.Attr) slog.Handler {
+	return localKeysNote{h.Handler.WithAttrs(as), h.url}
+}
+
+func (h localKeysNote) WithGroup(name string) slog.Handler {
+	return localKeysNote{h.Handler.WithGroup(name), h.url}
+}

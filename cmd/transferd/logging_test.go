@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -43,4 +44,29 @@ func TestServeLogs(t *testing.T) {
 	if err := run(t.Context(), []string{"transferd", "serve", "--log-format", "xml"}, noEnv, strings.NewReader(""), &out, &out); exitCode(err) != 2 {
 		t.Errorf("--log-format xml: %v, want a usage error", err)
 	}
+}
+
+// TestServeLocalKeysNotUp: serve trusting a local simulator's key server
+// that is not up yet (make run) says so plainly at info, with no warning.
+func TestServeLocalKeysNotUp(t *testing.T) {
+	port := freeLoopbackPort(t)
+	jwks := "http://127.0.0.1:" + port + "/forge/jwks.json"
+	srv := startServe(t, "--data", t.TempDir(), "--log-level", "info", "--forge-app-ari", "ari:cloud:ecosystem::app/00000000-0000-4000-8000-000000000000",
+		"--forge-jwks-url", jwks, "--api-token", "t0ken-for-the-test")
+	srv.stop(t)
+	log := srv.stderr.String()
+	if strings.Contains(log, "level=WARN") || !strings.Contains(log, "transferd simulate") {
+		t.Errorf("want a note naming the simulator and no warning:\n%s", log)
+	}
+}
+
+func freeLoopbackPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
 }

@@ -124,7 +124,7 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 		AllowUnsignedInstall: c.allowUnsignedInstall,
 		MaxBody:              c.maxBody,
 		AppendTimeout:        c.appendTimeout,
-		Logger:               log,
+		Logger:               withLocalKeysNote(log, c.jwksURL),
 		Observe:              func(o ingest.Outcome) { metrics.ObserveIngest(api.IngestOutcome(o)) },
 	}, j, tenants)
 	if err != nil {
