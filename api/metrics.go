@@ -3,6 +3,8 @@ package api
 import (
 	"context"
 	"net/http"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -28,6 +30,7 @@ type Metrics struct {
 	apiRequests      *prometheus.CounterVec
 	apiDuration      *prometheus.HistogramVec
 	streams          prometheus.Gauge
+	buildInfo        *prometheus.GaugeVec
 }
 
 // NewMetrics returns the metrics with the runtime and process collectors
@@ -57,6 +60,10 @@ func NewMetrics() *Metrics {
 			Help:    "Time to answer a query API request (streams: their whole life).",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1, 5},
 		}, []string{"route"}),
+		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "transferd_build_info",
+			Help: "Always 1; its labels say which transferd version and Go release run.",
+		}, []string{"version", "goversion"}),
 		streams: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "transferd_api_streams_open",
 			Help: "Open Server-Sent Events streams.",
@@ -66,10 +73,25 @@ func NewMetrics() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.ingestRequests, m.ingestDuration, m.ingestDuplicates,
-		m.apiRequests, m.apiDuration, m.streams,
+		m.apiRequests, m.apiDuration, m.streams, m.buildInfo,
 	)
+	m.SetVersion("")
 	m.http = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 	return m
+}
+
+// SetVersion sets transferd_build_info's version label (the binary's
+// -X main.version); empty takes the module version from the build
+// information, or "dev".
+func (m *Metrics) SetVersion(version string) {
+	if version == "" {
+		version = "dev"
+		if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			version = bi.Main.Version
+		}
+	}
+	m.buildInfo.Reset()
+	m.buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 }
 
 // Registry returns the registry, for other parts of the process to add

@@ -100,3 +100,14 @@ func TestMetrics(t *testing.T) {
 		t.Error("/metrics shows a secret")
 	}
 }
+
+// TestBuildInfo: the metrics name the running version.
+func TestBuildInfo(t *testing.T) {
+	m := api.NewMetrics()
+	m.SetVersion("v1.2.3-test")
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), `transferd_build_info{goversion="go`) || !strings.Contains(rec.Body.String(), `version="v1.2.3-test"} 1`) {
+		t.Errorf("no transferd_build_info with the version:\n%s", rec.Body.String())
+	}
+}

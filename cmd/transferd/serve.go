@@ -115,6 +115,7 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 	hctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	metrics := api.NewMetrics()
+	metrics.SetVersion(version)
 	in, err := ingest.New(hctx, ingest.Config{
 		BaseURL:              c.baseURL,
 		ConnectPath:          c.connectPath,
