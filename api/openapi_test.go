@@ -474,6 +474,70 @@ func TestOpenAPIDescribesReplies(t *testing.T) {
 			}
 		})
 	}
+
+	// Every operation documents its 405, and the reply to another method
+	// is that 405, headers and body.
+	for tmpl, item := range doc["paths"].(map[string]any) {
+		for method := range item.(map[string]any) {
+			method = strings.ToUpper(method)
+			base, path := env.URL, strings.NewReplacer("{id}", "t-orig", "{migrationId}", "mig-1").Replace(tmpl)
+			if strings.HasPrefix(tmpl, "/connect/") || strings.HasPrefix(tmpl, "/forge/") {
+				base = srv.URL
+			}
+			t.Run("DELETE "+tmpl, func(t *testing.T) {
+				req, _ := http.NewRequestWithContext(t.Context(), "DELETE", base+path, nil)
+				req.Header.Set("Authorization", "Bearer "+apitest.Token)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b := readAll(t, resp)
+				if resp.StatusCode != http.StatusMethodNotAllowed {
+					t.Fatalf("DELETE %s: %d, want 405: %s", path, resp.StatusCode, b)
+				}
+				check(t, tmpl, method, resp, b)
+			})
+		}
+	}
+}
+
+// TestOpenAPILint checks what `npx @redocly/cli lint` checks with its
+// recommended rules and this document once failed: a license and servers
+// in the document, a 4XX answer on every operation, no unused component.
+func TestOpenAPILint(t *testing.T) {
+	doc := oasDoc(t)
+	if lic, _ := doc["info"].(map[string]any)["license"].(map[string]any); lic["name"] == nil {
+		t.Error("info has no license name")
+	}
+	if s, _ := doc["servers"].([]any); len(s) == 0 {
+		t.Error("no servers")
+	}
+	for path, item := range doc["paths"].(map[string]any) {
+		for method, op := range item.(map[string]any) {
+			n := 0
+			for code := range op.(map[string]any)["responses"].(map[string]any) {
+				if strings.HasPrefix(code, "4") {
+					n++
+				}
+			}
+			if n == 0 {
+				t.Errorf("%s %s has no 4XX response", method, path)
+			}
+		}
+	}
+	used := map[string]bool{}
+	oasWalk(doc, "#", func(_, ref string) { used[ref] = true })
+	for kind, comps := range doc["components"].(map[string]any) {
+		if kind == "securitySchemes" {
+			continue // used by name, not by $ref
+		}
+		for name := range comps.(map[string]any) {
+			if ref := "#/components/" + kind + "/" + name; !used[ref] {
+				t.Errorf("%s is never used", ref)
+			}
+		}
+	}
 }
 
 // oasFirstSSEData opens a stream, checks its reply against the document
