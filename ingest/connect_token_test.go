@@ -227,6 +227,10 @@ func FuzzConnectToken(f *testing.F) {
 	f.Add(signToken(f, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, nil, good), "jwt=x")
 	f.Add(unsignedToken(`{"alg":"HS256"}`, `{"exp":1e400,"iss":[1],"aud":{"x":1}}`), "%zz")
 	f.Add("..", "jwt=a.b.c&jwt=d")
+	f.Add(signToken(f, jwt.SigningMethodHS256, testSecret, nil, with(good, "exp", strconv.FormatInt(time.Now().Add(time.Minute).Unix(), 10))), "")
+	f.Add(signToken(f, jwt.SigningMethodHS256, testSecret, nil, with(good, "exp", time.Now().AddDate(100, 0, 0).Unix())), "")
+	f.Add(signToken(f, jwt.SigningMethodHS256, testSecret, nil, with(good, "iat", time.Now().Add(time.Hour).Unix())), "")
+	f.Add(signToken(f, jwt.SigningMethodHS256, testSecret, nil, with(good, "iat", nil, "exp", 1e18)), "")
 	f.Fuzz(func(t *testing.T, token, rawQuery string) {
 		r := httptest.NewRequest(http.MethodPost, testHookPath, nil)
 		r.URL.RawQuery = rawQuery
