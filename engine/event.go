@@ -56,9 +56,13 @@ func (k Kind) Valid() bool {
 // payload; the ingest layer adds Issuer and ReceivedAt; the journal adds Seq
 // when it reads the event back.
 type Event struct {
-	// ID is the event's identity: the payload's messageId, or "sha256:"
-	// followed by the hex digest of the canonical payload when it has none.
-	ID         string
+	// ID is the event's identity as the platform names it: the payload's
+	// messageId, or "sha256:" followed by Digest when it has none.
+	ID string
+	// Digest is the hex SHA-256 of the canonical payload (keys sorted,
+	// insignificant space removed; for a wrapped Forge event, of the inner
+	// payload). Parse and Reparse compute it.
+	Digest     string
 	Source     Source
 	Kind       Kind
 	EventType  string // the eventType as received
@@ -84,6 +88,25 @@ type Event struct {
 	// Payload is the body exactly as received (for Forge, possibly wrapped
 	// in {"payload": …}); Parse(Source, Payload) rebuilds the event.
 	Payload json.RawMessage
+}
+
+// Key is the event's identity within its transfer, the one the fold
+// applies once: ID when ID is the content digest, else ID, "#" and the
+// first 32 hex digits of Digest. Two bodies sent with the same messageId
+// are thus two events, neither lost; an exact re-delivery is one.
+func (e *Event) Key() string {
+	if len(e.Digest) < 32 || e.ID == contentIDPrefix+e.Digest {
+		return e.ID
+	}
+	return e.ID + "#" + e.Digest[:32]
+}
+
+// DedupeKey is the event's Nats-Msg-Id, JetStream's de-duplication key:
+// "<source>:<issuer>:<transferId>:<Key>". It is scoped by source, issuer
+// and transfer, so another tenant's or another transfer's event with the
+// same messageId is never taken for a duplicate.
+func (e *Event) DedupeKey() string {
+	return string(e.Source) + ":" + e.Issuer + ":" + e.TransferID + ":" + e.Key()
 }
 
 // Migration is the migrationDetails block shared by a transfer's events.

@@ -6,19 +6,20 @@ import (
 )
 
 // Apply folds e into t and reports whether t changed. An event whose
-// identity t has already applied changes nothing. Events for another
+// identity (Event.Key) t has already applied changes nothing. Events for another
 // transfer are ignored.
 func (t *Transfer) Apply(e *Event) bool {
 	if e.TransferID != t.TransferID {
 		return false
 	}
-	if _, ok := t.applied[e.ID]; ok {
+	key := e.Key()
+	if _, ok := t.applied[key]; ok {
 		return false
 	}
 	if t.applied == nil {
 		t.applied = make(map[string]struct{})
 	}
-	t.applied[e.ID] = struct{}{}
+	t.applied[key] = struct{}{}
 	t.Version++
 
 	t.Source = Source(minString(string(t.Source), string(e.Source)))
@@ -64,8 +65,8 @@ func (t *Transfer) Apply(e *Event) bool {
 	return true
 }
 
-// Applied reports whether t has applied the event with identity id since it
-// was created or decoded.
+// Applied reports whether t has applied the event with identity id (an
+// Event.Key) since it was created or decoded.
 func (t *Transfer) Applied(id string) bool {
 	_, ok := t.applied[id]
 	return ok

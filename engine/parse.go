@@ -14,6 +14,27 @@ import (
 // MaxIDLength is the longest transferId (and originalTransferId) accepted.
 const MaxIDLength = 128
 
+// Caps on the other identity-bearing strings of a payload (bytes).
+const (
+	// MaxMessageIDLength caps messageId (the platform's is a 36-character
+	// UUID). A messageId is also printable ASCII without spaces: it becomes
+	// part of the Nats-Msg-Id header.
+	MaxMessageIDLength = 128
+	// MaxKeyLength caps the migrationDetails client keys, migrationId and
+	// migrationScopeId, and the issuers ingest accepts (see ValidIssuer).
+	MaxKeyLength = 256
+)
+
+// The accepted range of migrationDetails.createdAt: from MinCreatedAt
+// (before the app migration platform existed) to before MaxCreatedAt, so
+// that the 14-day deadline derived from it is always a JSON-encodable time.
+// The range is absolute, so Parse stays a pure function; ingest adds a check
+// against its clock.
+var (
+	MinCreatedAt = time.Date(2015, 1, 1, 0, 0, 0, 0, time.UTC)
+	MaxCreatedAt = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
 // wire is the subset of a payload the engine reads, as raw JSON values, so
 // a wrong type is reported against its field.
 type wire struct {
@@ -115,6 +136,9 @@ func parse(src Source, payload []byte, id string) (*Event, error) {
 		if e.MessageID, err = requireString(w.MessageID, "messageId"); err != nil {
 			return nil, err
 		}
+		if err := checkToken("messageId", e.MessageID, MaxMessageIDLength); err != nil {
+			return nil, err
+		}
 	}
 	if e.OriginalTransferID, err = optionalString(w.OriginalTransferID, "originalTransferId"); err != nil {
 		return nil, err
@@ -134,13 +158,14 @@ func parse(src Source, payload []byte, id string) (*Event, error) {
 		return nil, err
 	}
 
+	e.Digest = digest(inner)
 	switch {
 	case id != "":
 		e.ID = id
 	case e.MessageID != "":
 		e.ID = e.MessageID
 	default:
-		e.ID = contentID(inner)
+		e.ID = contentIDPrefix + e.Digest
 	}
 	return e, nil
 }
@@ -237,6 +262,9 @@ func parseDetails(e *Event, raw []byte) error {
 		if *dst, err = optionalString(f[i], "migrationDetails."+detailFields[i]); err != nil {
 			return err
 		}
+		if i < 2 && len(*dst) > MaxKeyLength {
+			return invalid("migrationDetails."+detailFields[i], "longer than "+strconv.Itoa(MaxKeyLength)+" bytes")
+		}
 	}
 	if m.CreatedAt, err = parseCreatedAt(f[4]); err != nil {
 		return err
@@ -247,6 +275,9 @@ func parseDetails(e *Event, raw []byte) error {
 			return err
 		}
 		if ck != "" && ck != "unknown" {
+			if err := checkToken("migrationDetails."+connectClientKeys[i], ck, MaxKeyLength); err != nil {
+				return err
+			}
 			e.ClientKeys = append(e.ClientKeys, ck)
 		}
 	}
@@ -259,8 +290,21 @@ func parseDetails(e *Event, raw []byte) error {
 // parseCreatedAt reads migrationDetails.createdAt: epoch seconds (Connect
 // examples) or milliseconds (Forge example) as a number or numeric string,
 // or an RFC 3339 string. Values of 1e11 and above are taken as milliseconds
-// (1e11 seconds is the year 5138).
+// (1e11 seconds is the year 5138). The time must lie in [MinCreatedAt,
+// MaxCreatedAt).
 func parseCreatedAt(raw []byte) (time.Time, error) {
+	t, err := readCreatedAt(raw)
+	if err != nil || t.IsZero() {
+		return t, err
+	}
+	if t.Before(MinCreatedAt) || !t.Before(MaxCreatedAt) {
+		return time.Time{}, invalid("migrationDetails.createdAt", "must lie from "+
+			MinCreatedAt.Format(time.DateOnly)+" to before "+MaxCreatedAt.Format(time.DateOnly))
+	}
+	return t, nil
+}
+
+func readCreatedAt(raw []byte) (time.Time, error) {
 	const field = "migrationDetails.createdAt"
 	if raw == nil || isNull(raw) {
 		return time.Time{}, nil
@@ -279,19 +323,25 @@ func parseCreatedAt(raw []byte) (time.Time, error) {
 	if err != nil || f < 0 || f > 1e15 {
 		return time.Time{}, invalid(field, "must be epoch seconds, epoch milliseconds or an RFC 3339 time")
 	}
-	if f >= 1e11 {
+	switch {
+	case f == 0: // an unset epoch, as absent
+		return time.Time{}, nil
+	case f >= 1e11:
 		return time.UnixMilli(int64(f)).UTC(), nil
 	}
 	return time.Unix(int64(f), 0).UTC(), nil
 }
 
-// contentID is the identity of an event without messageId: "sha256:" and
-// the hex digest of the payload's canonical JSON (keys sorted, insignificant
-// space removed), so an exact re-delivery still de-duplicates.
-func contentID(payload []byte) string {
+// contentIDPrefix starts the identity of an event without messageId:
+// "sha256:" and the hex digest of the payload's canonical JSON (keys sorted,
+// insignificant space removed), so an exact re-delivery still de-duplicates.
+const contentIDPrefix = "sha256:"
+
+// digest is the hex SHA-256 of payload's canonical JSON.
+func digest(payload []byte) string {
 	var buf [1024]byte
 	sum := sha256.Sum256(appendCanonical(buf[:0], payload))
-	return "sha256:" + hex.EncodeToString(sum[:])
+	return hex.EncodeToString(sum[:])
 }
 
 // ValidID reports whether s can be a transferId: 1 to MaxIDLength characters
@@ -311,6 +361,25 @@ func ValidID(s string) bool {
 		}
 	}
 	return true
+}
+
+// ValidIssuer reports whether s can be an issuer (a Connect clientKey or a
+// Forge installationId): 1 to MaxKeyLength bytes of printable ASCII
+// without spaces.
+func ValidIssuer(s string) bool { return checkToken("", s, MaxKeyLength) == nil }
+
+// checkToken refuses s unless it is 1 to max bytes of printable ASCII
+// without spaces (safe in a NATS header and a log line).
+func checkToken(field, s string, max int) error {
+	if len(s) == 0 || len(s) > max {
+		return invalid(field, "must be 1 to "+strconv.Itoa(max)+" bytes")
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7F {
+			return invalid(field, "may contain only printable ASCII characters without spaces")
+		}
+	}
+	return nil
 }
 
 func checkID(field, s string) error {

@@ -1,6 +1,8 @@
 package engine_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -92,9 +94,9 @@ func TestParseSeedPayloads(t *testing.T) {
 }
 
 func TestParseContentIdentity(t *testing.T) {
-	a := `{"eventType":"listener-triggered","transferId":"t1","migrationDetails":{"name":"x","createdAt":1}}`
-	b := "{ \"migrationDetails\": {\"createdAt\":1, \"name\":\"x\"},\n \"transferId\":\"t1\", \"eventType\":\"listener-triggered\" }"
-	c := `{"eventType":"listener-triggered","transferId":"t1","migrationDetails":{"name":"y","createdAt":1}}`
+	a := `{"eventType":"listener-triggered","transferId":"t1","migrationDetails":{"name":"x","createdAt":1597211035}}`
+	b := "{ \"migrationDetails\": {\"createdAt\":1597211035, \"name\":\"x\"},\n \"transferId\":\"t1\", \"eventType\":\"listener-triggered\" }"
+	c := `{"eventType":"listener-triggered","transferId":"t1","migrationDetails":{"name":"y","createdAt":1597211035}}`
 	ea := mustParse(t, engine.SourceConnect, a)
 	eb := mustParse(t, engine.SourceConnect, b)
 	ec := mustParse(t, engine.SourceConnect, c)
@@ -173,6 +175,19 @@ func TestParseInvalid(t *testing.T) {
 		{"self re-run", "connect", `{"eventType":"x","transferId":"t","originalTransferId":"t"}`, "originalTransferId"},
 		{"details not an object", "connect", `{"eventType":"x","transferId":"t","migrationDetails":"x"}`, "migrationDetails"},
 		{"bad createdAt", "connect", `{"eventType":"x","transferId":"t","migrationDetails":{"createdAt":"soon"}}`, "migrationDetails.createdAt"},
+		{"createdAt in the year 9999", "connect", `{"eventType":"x","transferId":"t","migrationDetails":{"createdAt":"9999-12-31T23:59:59Z"}}`, "migrationDetails.createdAt"},
+		{"createdAt 3e14 ms", "forge", `{"eventType":"x","transferId":"t","migrationDetails":{"createdAt":3e14}}`, "migrationDetails.createdAt"},
+		{"createdAt 1e15 ms", "forge", `{"eventType":"x","transferId":"t","migrationDetails":{"createdAt":"1000000000000000"}}`, "migrationDetails.createdAt"},
+		{"createdAt in 2100", "connect", `{"eventType":"x","transferId":"t","migrationDetails":{"createdAt":"2100-01-01T00:00:00Z"}}`, "migrationDetails.createdAt"},
+		{"createdAt before 2015", "connect", `{"eventType":"x","transferId":"t","migrationDetails":{"createdAt":1}}`, "migrationDetails.createdAt"},
+		{"createdAt year 1", "connect", `{"eventType":"x","transferId":"t","migrationDetails":{"createdAt":"0001-01-01T00:00:01Z"}}`, "migrationDetails.createdAt"},
+		{"messageId too long", "forge", `{"eventType":"x","transferId":"t","messageId":"` + strings.Repeat("m", engine.MaxMessageIDLength+1) + `"}`, "messageId"},
+		{"100 KB messageId", "connect", `{"eventType":"x","transferId":"t","messageId":"` + strings.Repeat("m", 100<<10) + `"}`, "messageId"},
+		{"messageId with CR LF", "connect", `{"eventType":"x","transferId":"t","messageId":"a\r\nNats-Expected-Stream: X"}`, "messageId"},
+		{"messageId with space", "connect", `{"eventType":"x","transferId":"t","messageId":"a b"}`, "messageId"},
+		{"client key too long", "connect", `{"eventType":"x","transferId":"t","migrationDetails":{"jiraClientKey":"` + strings.Repeat("k", engine.MaxKeyLength+1) + `"}}`, "migrationDetails.jiraClientKey"},
+		{"client key with newline", "connect", `{"eventType":"x","transferId":"t","migrationDetails":{"confluenceClientKey":"a\nb"}}`, "migrationDetails.confluenceClientKey"},
+		{"migrationId too long", "connect", `{"eventType":"x","transferId":"t","migrationDetails":{"migrationId":"` + strings.Repeat("m", engine.MaxKeyLength+1) + `"}}`, "migrationDetails.migrationId"},
 		{"numeric cloudUrl", "connect", `{"eventType":"x","transferId":"t","migrationDetails":{"cloudUrl":1}}`, "migrationDetails.cloudUrl"},
 		{"transferError not an object", "forge", `{"eventType":"avi:ecosystem.migration:errored:listener","transferId":"t","transferError":[]}`, "transferError"},
 	}
@@ -190,6 +205,74 @@ func TestParseInvalid(t *testing.T) {
 				t.Error("empty reason")
 			}
 		})
+	}
+}
+
+// TestParseCreatedAtRange: the ends of the accepted range of createdAt.
+func TestParseCreatedAtRange(t *testing.T) {
+	for _, tc := range []struct {
+		raw  string
+		want time.Time
+	}{
+		{`"2015-01-01T00:00:00Z"`, engine.MinCreatedAt},
+		{`"2099-12-31T23:59:59Z"`, time.Date(2099, 12, 31, 23, 59, 59, 0, time.UTC)},
+		{`0`, time.Time{}},
+		{`4102444799999`, time.UnixMilli(4102444799999).UTC()},
+	} {
+		e := mustParse(t, engine.SourceConnect, `{"eventType":"x","transferId":"t","migrationDetails":{"name":"n","createdAt":`+tc.raw+`}}`)
+		if !e.Migration.CreatedAt.Equal(tc.want) {
+			t.Errorf("createdAt %s = %v, want %v", tc.raw, e.Migration.CreatedAt, tc.want)
+		}
+		// The deadline derived from any accepted createdAt encodes.
+		tr := engine.Fold("t", []*engine.Event{e})
+		if _, err := json.Marshal(tr.View()); err != nil {
+			t.Errorf("createdAt %s: view does not encode: %v", tc.raw, err)
+		}
+	}
+}
+
+// TestEventIdentityScope: the fold identity and the de-duplication key of
+// an event. A messageId sent with two bodies is two events; the key is
+// scoped by source, issuer and transfer.
+func TestEventIdentityScope(t *testing.T) {
+	a := mustParse(t, engine.SourceConnect, `{"eventType":"app-data-uploaded","transferId":"t","messageId":"m1","s3Key":"k1"}`)
+	again := mustParse(t, engine.SourceConnect, `{ "s3Key":"k1", "messageId":"m1", "transferId":"t", "eventType":"app-data-uploaded" }`)
+	changed := mustParse(t, engine.SourceConnect, `{"eventType":"app-data-uploaded","transferId":"t","messageId":"m1","s3Key":"k2"}`)
+	if a.ID != "m1" || changed.ID != "m1" {
+		t.Fatalf("ids %q, %q: the envelope id stays the messageId", a.ID, changed.ID)
+	}
+	if a.Key() != again.Key() {
+		t.Errorf("an exact re-delivery has key %q, not %q", again.Key(), a.Key())
+	}
+	if a.Key() == changed.Key() {
+		t.Errorf("a changed body with the same messageId has the same key %q", a.Key())
+	}
+	tr := engine.Fold("t", []*engine.Event{a, again, changed})
+	if tr.Version != 2 || len(tr.Uploads) != 2 {
+		t.Errorf("fold of an event, its re-delivery and a changed body: version %d, uploads %v; want 2 and both keys", tr.Version, tr.Uploads)
+	}
+	rev := engine.Fold("t", []*engine.Event{changed, again, a})
+	if !bytes.Equal(tr.MarshalCanonical(), rev.MarshalCanonical()) {
+		t.Error("fold depends on order")
+	}
+	content := mustParse(t, engine.SourceConnect, `{"eventType":"listener-triggered","transferId":"t"}`)
+	if content.Key() != content.ID {
+		t.Errorf("content identity %q has key %q", content.ID, content.Key())
+	}
+
+	a.Issuer = "tenant-a"
+	other := *a
+	other.Issuer = "tenant-b"
+	forge := *a
+	forge.Source = engine.SourceForge
+	otherTransfer := mustParse(t, engine.SourceConnect, `{"eventType":"app-data-uploaded","transferId":"t2","messageId":"m1","s3Key":"k1"}`)
+	otherTransfer.Issuer = "tenant-a"
+	keys := map[string]bool{}
+	for _, e := range []*engine.Event{a, &other, &forge, otherTransfer} {
+		keys[e.DedupeKey()] = true
+	}
+	if len(keys) != 4 {
+		t.Errorf("dedupe keys %v: another issuer, source or transfer must not share a key", keys)
 	}
 }
 

@@ -7,7 +7,7 @@ const (
 	CodeMalformedToken   = "malformed_token"   // not a JWT, too long, a claim of the wrong type or missing
 	CodeInvalidAlgorithm = "invalid_algorithm" // alg is not the one pinned for the endpoint
 	CodeInvalidSignature = "invalid_signature" // signature does not verify, or its key is unknown or unavailable
-	CodeTokenExpired     = "token_expired"     // exp passed (beyond the leeway), exp missing, or nbf not reached
+	CodeTokenExpired     = "token_expired"     // exp passed (beyond the leeway), exp missing, nbf or iat not reached, or exp more than MaxTokenLifetime after iat
 	CodeInvalidQSH       = "invalid_qsh"       // qsh missing or not the hash of this request
 	CodeContextQSH       = "context_qsh"       // qsh is the literal "context-qsh", refused on server-to-server calls
 	CodeUnknownTenant    = "unknown_tenant"    // no installation is registered for the token's issuer

@@ -3,6 +3,8 @@ package ingest
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +31,12 @@ type SecretSource interface {
 // DefaultLeeway is the clock skew allowed on exp and nbf when a config leaves
 // Leeway zero: 30 s, as in Atlassian's Java library.
 const DefaultLeeway = 30 * time.Second
+
+// MaxTokenLifetime is the longest validity a token may claim, exp minus
+// iat (or minus the time of receipt when it has no iat). Atlassian's own
+// tokens live 3 minutes (Connect) or less (Forge); a longer-lived token is
+// a stolen or forged one's best chance.
+const MaxTokenLifetime = 15 * time.Minute
 
 // maxTokenBytes caps the Connect tokens read from a request.
 const maxTokenBytes = 8 << 10
@@ -59,6 +67,7 @@ type ConnectVerifier struct {
 	secrets  SecretSource
 	basePath string
 	parser   *jwt.Parser
+	leeway   time.Duration
 	log      *slog.Logger
 }
 
@@ -82,6 +91,7 @@ func NewConnectVerifier(secrets SecretSource, cfg ConnectConfig) (*ConnectVerifi
 		secrets:  secrets,
 		basePath: basePath,
 		parser:   newParser(jwt.SigningMethodHS256.Alg(), cfg.Leeway),
+		leeway:   orDefault(cfg.Leeway, DefaultLeeway),
 		log:      loggerOrDiscard(cfg.Logger),
 	}, nil
 }
@@ -118,6 +128,9 @@ func (v *ConnectVerifier) Verify(r *http.Request) (clientKey string, err error) 
 	}
 	if err != nil {
 		return "", tokenError(err, tok, jwt.SigningMethodHS256.Alg(), &claims.RegisteredClaims)
+	}
+	if err := checkTimes(raw, &claims.RegisteredClaims, v.leeway); err != nil {
+		return "", err
 	}
 	if err := checkQSH(ctx, v.log, r, v.basePath, claims.Issuer, claims.QSH); err != nil {
 		return "", err
@@ -222,8 +235,9 @@ func checkTokenSize(raw string, limit int, missing string) (string, error) {
 	return raw, nil
 }
 
-// newParser returns a parser pinned to the algorithm alg that requires exp
-// and allows leeway (DefaultLeeway when zero) on exp and nbf.
+// newParser returns a parser pinned to the algorithm alg that requires exp,
+// refuses an iat in the future, and allows leeway (DefaultLeeway when zero)
+// on exp, nbf and iat.
 func newParser(alg string, leeway time.Duration, opts ...jwt.ParserOption) *jwt.Parser {
 	if leeway <= 0 {
 		leeway = DefaultLeeway
@@ -231,8 +245,39 @@ func newParser(alg string, leeway time.Duration, opts ...jwt.ParserOption) *jwt.
 	return jwt.NewParser(append([]jwt.ParserOption{
 		jwt.WithValidMethods([]string{alg}),
 		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
 		jwt.WithLeeway(leeway),
 	}, opts...)...)
+}
+
+// checkTimes adds to the parser's checks of a verified token raw: its exp,
+// iat and nbf must be JSON numbers (jwt also takes numeric strings), and it
+// may not be valid for longer than MaxTokenLifetime, counted from iat, or
+// from now when it has none.
+func checkTimes(raw string, c *jwt.RegisteredClaims, leeway time.Duration) error {
+	var times struct{ Exp, Iat, Nbf json.RawMessage }
+	if _, payload, ok := strings.Cut(raw, "."); ok {
+		payload, _, _ = strings.Cut(payload, ".")
+		if b, err := base64.RawURLEncoding.DecodeString(payload); err == nil {
+			json.Unmarshal(b, &times)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		raw  json.RawMessage
+	}{{"exp", times.Exp}, {"iat", times.Iat}, {"nbf", times.Nbf}} {
+		if len(f.raw) > 0 && f.raw[0] == '"' {
+			return authErr(CodeMalformedToken, "token claim "+f.name+" must be a number of seconds, not a string", nil)
+		}
+	}
+	from := time.Now()
+	if c.IssuedAt != nil {
+		from = c.IssuedAt.Time
+	}
+	if c.ExpiresAt != nil && c.ExpiresAt.Sub(from) > MaxTokenLifetime+leeway {
+		return authErr(CodeTokenExpired, fmt.Sprintf("token is valid for longer than %v (exp − iat); sign tokens that expire sooner", MaxTokenLifetime), nil)
+	}
+	return nil
 }
 
 // tokenError maps an error of jwt's parser to an *AuthError. tok is the

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -110,6 +111,15 @@ func TestConnectVerifier(t *testing.T) {
 		{name: "unknown tenant", auth: "JWT " + hs(with(good, "iss", "jira:unknown")), code: CodeUnknownTenant},
 		{name: "tenant without secret", auth: "JWT " + signToken(t, jwt.SigningMethodHS256, []byte{}, nil, with(good, "iss", "empty")), code: CodeUnknownTenant},
 		{name: "missing iss", auth: "JWT " + hs(with(good, "iss", nil)), code: CodeInvalidIssuer},
+		// Claim times (issue 10, C).
+		{name: "exp as a numeric string", auth: "JWT " + hs(with(good, "exp", strconv.FormatInt(time.Now().Add(time.Minute).Unix(), 10))), code: CodeMalformedToken},
+		{name: "iat as a numeric string", auth: "JWT " + hs(with(good, "iat", strconv.FormatInt(time.Now().Unix(), 10))), code: CodeMalformedToken},
+		{name: "nbf as a numeric string", auth: "JWT " + hs(with(good, "nbf", strconv.FormatInt(time.Now().Unix(), 10))), code: CodeMalformedToken},
+		{name: "iat in the future", auth: "JWT " + hs(with(good, "iat", time.Now().Add(10*time.Minute).Unix())), code: CodeTokenExpired},
+		{name: "exp 100 years after iat", auth: "JWT " + hs(with(good, "exp", time.Now().AddDate(100, 0, 0).Unix())), code: CodeTokenExpired},
+		{name: "exp an hour after iat", auth: "JWT " + hs(with(good, "exp", time.Now().Add(time.Hour).Unix())), code: CodeTokenExpired},
+		{name: "no iat, exp an hour ahead", auth: "JWT " + hs(with(good, "iat", nil, "exp", time.Now().Add(time.Hour).Unix())), code: CodeTokenExpired},
+		{name: "lifetime at the maximum", auth: "JWT " + hs(with(good, "exp", time.Now().Add(MaxTokenLifetime).Unix()))},
 	}
 	v := newTestConnectVerifier(t, nil)
 	for _, tc := range tests {
@@ -217,6 +227,10 @@ func FuzzConnectToken(f *testing.F) {
 	f.Add(signToken(f, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, nil, good), "jwt=x")
 	f.Add(unsignedToken(`{"alg":"HS256"}`, `{"exp":1e400,"iss":[1],"aud":{"x":1}}`), "%zz")
 	f.Add("..", "jwt=a.b.c&jwt=d")
+	f.Add(signToken(f, jwt.SigningMethodHS256, testSecret, nil, with(good, "exp", strconv.FormatInt(time.Now().Add(time.Minute).Unix(), 10))), "")
+	f.Add(signToken(f, jwt.SigningMethodHS256, testSecret, nil, with(good, "exp", time.Now().AddDate(100, 0, 0).Unix())), "")
+	f.Add(signToken(f, jwt.SigningMethodHS256, testSecret, nil, with(good, "iat", time.Now().Add(time.Hour).Unix())), "")
+	f.Add(signToken(f, jwt.SigningMethodHS256, testSecret, nil, with(good, "iat", nil, "exp", 1e18)), "")
 	f.Fuzz(func(t *testing.T, token, rawQuery string) {
 		r := httptest.NewRequest(http.MethodPost, testHookPath, nil)
 		r.URL.RawQuery = rawQuery
@@ -244,7 +258,7 @@ var knownAuthCodes = map[string]bool{
 func BenchmarkConnectVerify(b *testing.B) {
 	v := newTestConnectVerifier(b, nil)
 	const target = testHookPath + "?tenant=acme"
-	tok, err := SignConnect(testClientKey, testSecret, http.MethodPost, testHookPath, "tenant=acme", "/app", time.Hour, time.Now())
+	tok, err := SignConnect(testClientKey, testSecret, http.MethodPost, testHookPath, "tenant=acme", "/app", time.Minute, time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}

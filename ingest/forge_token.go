@@ -2,16 +2,20 @@ package ingest
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
+	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
-	"golang.org/x/time/rate"
+
+	"github.com/transferd/transferd/engine"
 )
 
 // DefaultForgeJWKSURL is where Forge publishes the keys of its invocation
@@ -51,8 +55,11 @@ type ForgeConfig struct {
 	RefreshInterval time.Duration
 	// UnknownKIDRefreshInterval is the least time between two fetches caused by a
 	// token whose kid is not in the key set (a key rotation, or junk); zero
-	// means DefaultForgeUnknownKIDRefreshInterval. A token that arrives when no fetch
-	// is allowed is refused at once rather than kept waiting.
+	// means DefaultForgeUnknownKIDRefreshInterval. Tokens with an unknown kid
+	// that arrive while such a fetch is under way wait for it (at most
+	// FetchTimeout) and are then verified against the new set; one that
+	// arrives when no fetch is under way and none is allowed is refused at
+	// once.
 	UnknownKIDRefreshInterval time.Duration
 	// Leeway is the clock skew allowed on exp and nbf; zero means
 	// DefaultLeeway.
@@ -109,12 +116,16 @@ type forgeClaims struct {
 	} `json:"context"`
 }
 
-// ForgeVerifier verifies Forge Invocation Tokens: RS256 with a key from the
-// Forge key set, iss forge/invocation-token, aud pinned to the configured
-// app, exp required. It is safe for concurrent use.
+// ForgeVerifier verifies Forge Invocation Tokens: RS256 with the key named
+// by the kid header in the Forge key set, iss forge/invocation-token, aud
+// and app.id pinned to the configured app, exp required and at most
+// MaxTokenLifetime after iat. It is safe for concurrent use.
 type ForgeVerifier struct {
 	keys         keyfunc.Keyfunc
+	refresh      *refresher
 	parser       *jwt.Parser
+	appARI       string
+	leeway       time.Duration
 	fetchTimeout time.Duration
 }
 
@@ -136,26 +147,45 @@ func NewForgeVerifier(ctx context.Context, cfg ForgeConfig) (*ForgeVerifier, err
 	}
 	fetchTimeout := orDefault(cfg.FetchTimeout, DefaultForgeFetchTimeout)
 	log := loggerOrDiscard(cfg.Logger)
-	keys, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{jwksURL}, keyfunc.Override{
-		Client:           cfg.Client,
-		HTTPTimeout:      fetchTimeout,
-		RateLimitWaitMax: fetchTimeout,
-		RefreshInterval:  orDefault(cfg.RefreshInterval, DefaultForgeRefreshInterval),
-		RefreshUnknownKID: rate.NewLimiter(
-			rate.Every(orDefault(cfg.UnknownKIDRefreshInterval, DefaultForgeUnknownKIDRefreshInterval)), 1),
-		RefreshErrorHandlerFunc: func(u string) func(context.Context, error) {
-			return func(ctx context.Context, err error) {
-				log.WarnContext(ctx, "forge key set fetch failed", "url", u, "err", err)
-			}
-		},
-	})
+	onErr := func(ctx context.Context, err error) {
+		log.WarnContext(ctx, "forge key set fetch failed", "url", jwksURL, "err", err)
+	}
+	// One store of keys: the background refresh and the refreshes for an
+	// unknown kid both replace its contents.
+	store := jwkset.NewMemoryStorage()
+	fetch := func(ctx context.Context, every time.Duration) error {
+		_, err := jwkset.NewStorageFromHTTP(jwksURL, jwkset.HTTPClientStorageOptions{
+			Client: cfg.Client, Ctx: ctx, HTTPTimeout: fetchTimeout, Storage: store,
+			RefreshInterval: every, NoErrorReturnFirstHTTPReq: every > 0, RefreshErrorHandler: onErr,
+		})
+		return err
+	}
+	// The first fetch, bounded by fetchTimeout, and the background refresh.
+	if err := fetch(ctx, orDefault(cfg.RefreshInterval, DefaultForgeRefreshInterval)); err != nil {
+		return nil, fmt.Errorf("ingest: forge key set: %w", err)
+	}
+	keys, err := keyfunc.New(keyfunc.Options{Ctx: ctx, Storage: store})
 	if err != nil {
 		return nil, fmt.Errorf("ingest: forge key set: %w", err)
 	}
+	leeway := orDefault(cfg.Leeway, DefaultLeeway)
 	return &ForgeVerifier{
 		keys: keys,
-		parser: newParser(jwt.SigningMethodRS256.Alg(), cfg.Leeway,
+		refresh: &refresher{
+			ctx: ctx, every: orDefault(cfg.UnknownKIDRefreshInterval, DefaultForgeUnknownKIDRefreshInterval),
+			timeout: fetchTimeout, now: time.Now,
+			fetch: func(ctx context.Context) error {
+				err := fetch(ctx, 0)
+				if err != nil {
+					onErr(ctx, err)
+				}
+				return err
+			},
+		},
+		parser: newParser(jwt.SigningMethodRS256.Alg(), leeway,
 			jwt.WithIssuer(ForgeIssuer), jwt.WithAudience(cfg.AppARI)),
+		appARI:       cfg.AppARI,
+		leeway:       leeway,
 		fetchTimeout: fetchTimeout,
 	}, nil
 }
@@ -169,16 +199,24 @@ func (v *ForgeVerifier) Verify(r *http.Request) (ForgeInvocation, error) {
 	if err != nil {
 		return ForgeInvocation{}, err
 	}
-	// The key lookup may fetch the key set for an unknown kid: bound it.
+	// The key lookup may wait for a fetch of the key set: bound it.
 	ctx, cancel := context.WithTimeout(r.Context(), v.fetchTimeout)
 	defer cancel()
 	var claims forgeClaims
-	tok, err := v.parser.ParseWithClaims(raw, &claims, v.keys.KeyfuncCtx(ctx))
+	tok, err := v.parser.ParseWithClaims(raw, &claims, v.keyFunc(ctx))
 	if err != nil {
 		return ForgeInvocation{}, tokenError(err, tok, jwt.SigningMethodRS256.Alg(), &claims.RegisteredClaims)
 	}
-	if claims.App.InstallationID == "" {
+	if err := checkTimes(raw, &claims.RegisteredClaims, v.leeway); err != nil {
+		return ForgeInvocation{}, err
+	}
+	switch {
+	case claims.App.InstallationID == "":
 		return ForgeInvocation{}, authErr(CodeMalformedToken, "Forge Invocation Token has no app.installationId claim", nil)
+	case !engine.ValidIssuer(claims.App.InstallationID):
+		return ForgeInvocation{}, authErr(CodeMalformedToken, "Forge Invocation Token's app.installationId is not 1 to 256 printable characters", nil)
+	case subtle.ConstantTimeCompare([]byte(claims.App.ID), []byte(v.appARI)) != 1:
+		return ForgeInvocation{}, authErr(CodeInvalidAudience, "Forge Invocation Token's app.id is not this app", nil)
 	}
 	return ForgeInvocation{
 		InstallationID:  claims.App.InstallationID,
@@ -191,6 +229,95 @@ func (v *ForgeVerifier) Verify(r *http.Request) (ForgeInvocation, error) {
 		CloudID:         claims.Context.CloudID,
 		ExpiresAt:       claims.ExpiresAt.Time,
 	}, nil
+}
+
+// keyFunc returns the key named by the token's kid, which is required. An
+// unknown kid waits for a refresh of the key set (see refresher) and is
+// looked up again.
+func (v *ForgeVerifier) keyFunc(ctx context.Context) jwt.Keyfunc {
+	lookup := v.keys.KeyfuncCtx(ctx)
+	return func(tok *jwt.Token) (any, error) {
+		kid, _ := tok.Header["kid"].(string)
+		switch {
+		case kid == "":
+			return nil, authErr(CodeMalformedToken, "Forge Invocation Token has no kid header", nil)
+		case len(kid) > maxKIDBytes:
+			return nil, authErr(CodeMalformedToken, "Forge Invocation Token has an invalid kid header", nil)
+		}
+		key, err := lookup(tok)
+		if errors.Is(err, jwkset.ErrKeyNotFound) {
+			if rerr := v.refresh.do(ctx); rerr != nil {
+				return nil, fmt.Errorf("%w (key set not refreshed: %w)", err, rerr)
+			}
+			key, err = lookup(tok)
+		}
+		return key, err
+	}
+}
+
+// errRefreshLimited: a token's kid is unknown, and the key set was fetched
+// for an unknown kid less than the refresh interval ago.
+var errRefreshLimited = errors.New("ingest: key set fetched for an unknown kid too recently")
+
+// refresher fetches the key set for tokens with an unknown kid: at most one
+// fetch every interval, whose result every token arriving while it is under
+// way waits for, instead of each being refused or fetching again.
+type refresher struct {
+	ctx     context.Context // the verifier's: ends fetches when it stops
+	every   time.Duration
+	timeout time.Duration
+	now     func() time.Time
+	fetch   func(context.Context) error
+
+	mu      sync.Mutex
+	flight  *flight   // the fetch under way, nil when none
+	started time.Time // when the last fetch started
+	waiting int       // callers waiting on flight (for tests)
+}
+
+type flight struct {
+	done chan struct{}
+	err  error
+}
+
+// do joins the fetch under way or, when the interval allows, starts one,
+// and waits for it until ctx ends; it returns errRefreshLimited at once
+// when neither.
+func (r *refresher) do(ctx context.Context) error {
+	r.mu.Lock()
+	f := r.flight
+	if f == nil {
+		if !r.started.IsZero() && r.now().Sub(r.started) < r.every {
+			r.mu.Unlock()
+			return errRefreshLimited
+		}
+		f = &flight{done: make(chan struct{})}
+		r.flight, r.started = f, r.now()
+		go func() {
+			// The fetch is not the first caller's: it outlives that
+			// caller's request, bounded by the fetch timeout.
+			ctx, cancel := context.WithTimeout(r.ctx, r.timeout)
+			f.err = r.fetch(ctx)
+			cancel()
+			r.mu.Lock()
+			r.flight = nil
+			r.mu.Unlock()
+			close(f.done)
+		}()
+	}
+	r.waiting++
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.waiting--
+		r.mu.Unlock()
+	}()
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func orDefault(d, def time.Duration) time.Duration {

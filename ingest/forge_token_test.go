@@ -7,6 +7,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -142,7 +144,8 @@ func TestForgeVerifier(t *testing.T) {
 	}{
 		{name: "valid", token: rs(good)},
 		{name: "audience list containing the app", token: rs(with(good, "aud", []string{"ari:cloud:ecosystem::app/other", testAppARI}))},
-		{name: "no kid: every key is tried", token: signToken(t, jwt.SigningMethodRS256, key, nil, good)},
+		{name: "no kid", token: signToken(t, jwt.SigningMethodRS256, key, nil, good), code: CodeMalformedToken},
+		{name: "kid not a string", token: signToken(t, jwt.SigningMethodRS256, key, map[string]any{"kid": 1}, good), code: CodeMalformedToken},
 		{name: "no token", code: CodeMissingToken},
 		{name: "JWT scheme", auth: "JWT " + rs(good), code: CodeMissingToken},
 		{name: "malformed", token: "a.b", code: CodeMalformedToken},
@@ -161,6 +164,12 @@ func TestForgeVerifier(t *testing.T) {
 		{name: "missing issuer", token: rs(with(good, "iss", nil)), code: CodeInvalidIssuer},
 		{name: "missing installationId", token: rs(noInstallation), code: CodeMalformedToken},
 		{name: "app of the wrong type", token: rs(with(good, "app", "x")), code: CodeMalformedToken},
+		{name: "app.id of another app", token: rs(with(good, "app", map[string]any{"id": "ari:cloud:ecosystem::app/other", "installationId": testInstallationID})), code: CodeInvalidAudience},
+		{name: "no app.id", token: rs(with(good, "app", map[string]any{"installationId": testInstallationID})), code: CodeInvalidAudience},
+		{name: "installationId with a newline", token: rs(with(good, "app", map[string]any{"id": testAppARI, "installationId": "a\nb"})), code: CodeMalformedToken},
+		{name: "exp 100 years after iat", token: rs(with(good, "exp", time.Now().AddDate(100, 0, 0).Unix())), code: CodeTokenExpired},
+		{name: "iat in the future", token: rs(with(good, "iat", time.Now().Add(time.Hour).Unix(), "nbf", nil)), code: CodeTokenExpired},
+		{name: "exp as a string", token: rs(with(good, "exp", fmt.Sprint(time.Now().Add(time.Minute).Unix()))), code: CodeMalformedToken},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -228,7 +237,7 @@ func TestForgeJWKSRefreshOnNewKID(t *testing.T) {
 		t.Fatalf("key set fetched %d times, want 2", n)
 	}
 
-	// Another unknown kid within the refill interval is refused at once,
+	// Another unknown kid within the refresh interval is refused at once,
 	// without a fetch.
 	start := time.Now()
 	junk := signToken(t, jwt.SigningMethodRS256, old, map[string]any{"kid": "k-junk"}, fitClaims())
@@ -326,4 +335,81 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestForgeJWKSRefreshShared: tokens with a new kid that arrive while the
+// key set is being fetched for it wait for that one fetch and are accepted
+// (issue 10, G); before, all but the first were refused.
+func TestForgeJWKSRefreshShared(t *testing.T) {
+	jwks := newJWKSServer(t)
+	old, rotated := testRSAKey(t, 0), testRSAKey(t, 1)
+	jwks.add("k-old", &old.PublicKey)
+	release := make(chan struct{})
+	var held atomic.Bool
+	gate := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if held.Load() {
+			<-release
+		}
+		jwks.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(gate.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	v, err := NewForgeVerifier(ctx, ForgeConfig{AppARI: testAppARI, JWKSURL: gate.URL, FetchTimeout: time.Minute, UnknownKIDRefreshInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	held.Store(true)
+	jwks.add("k-new", &rotated.PublicKey)
+	tok := signToken(t, jwt.SigningMethodRS256, rotated, map[string]any{"kid": "k-new"}, fitClaims())
+	const n = 8
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := v.Verify(forgeRequest(tok))
+			errs <- err
+		}()
+	}
+	// Release the fetch once every token waits on it.
+	for {
+		v.refresh.mu.Lock()
+		w := v.refresh.waiting
+		v.refresh.mu.Unlock()
+		if w == n {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("token with the rotated key: %v", err)
+		}
+	}
+	if got := jwks.hits.Load(); got != 2 {
+		t.Errorf("key set fetched %d times, want 2 (start, and one refresh shared by %d tokens)", got, n)
+	}
+}
+
+// TestRefresherRateLimited: random kids cannot make a fetch per request.
+func TestRefresherRateLimited(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	var fetches int
+	r := &refresher{ctx: context.Background(), every: time.Minute, timeout: time.Second,
+		now:   func() time.Time { return now },
+		fetch: func(context.Context) error { fetches++; return nil }}
+	for i := range 100 {
+		err := r.do(context.Background())
+		if i == 0 && err != nil || i > 0 && !errors.Is(err, errRefreshLimited) {
+			t.Fatalf("refresh %d: %v", i, err)
+		}
+	}
+	now = now.Add(time.Minute)
+	if err := r.do(context.Background()); err != nil {
+		t.Fatalf("refresh after the interval: %v", err)
+	}
+	if fetches != 2 {
+		t.Errorf("%d fetches, want 2", fetches)
+	}
 }

@@ -166,23 +166,38 @@ func (h *Handler) readJSON(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	return body, nil
 }
 
-// accept binds the transfer to issuer and appends e, in that order: an
+// MaxCreatedAtSkew is how far after its receipt an event's
+// migrationDetails.createdAt may lie: a plan is created before its events,
+// so only clock skew can put it later.
+const MaxCreatedAtSkew = 24 * time.Hour
+
+// accept binds the transfer to its issuer and appends e, in that order: an
 // event for a transfer owned by another tenant is refused before anything
-// is stored.
+// is stored. The binding names the source with the issuer
+// ("connect:<clientKey>", "forge:<installationId>"), so that a Forge
+// installation id equal to a Connect client key is another tenant.
 func (h *Handler) accept(ctx context.Context, e *engine.Event, issuer string, o *Outcome) (any, error) {
 	e.Issuer = issuer
 	e.ReceivedAt = h.cfg.Now().UTC()
+	if !engine.ValidIssuer(issuer) {
+		return nil, authErr(CodeInvalidIssuer, "token issuer is not 1 to 256 printable characters", nil)
+	}
+	if m := e.Migration; m != nil && m.CreatedAt.After(e.ReceivedAt.Add(MaxCreatedAtSkew)) {
+		return nil, &engine.ValidationError{Field: "migrationDetails.createdAt", Reason: "more than 24h after the time of receipt"}
+	}
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.AppendTimeout)
 	defer cancel()
+	want := string(e.Source) + ":" + issuer
 	owner, ok := h.owners.get(e.TransferID)
 	if !ok {
 		var err error
-		if owner, err = h.journal.Bind(ctx, e.TransferID, issuer); err != nil {
+		if owner, err = h.journal.Bind(ctx, e.TransferID, want); err != nil {
 			return nil, err
 		}
 		h.owners.put(e.TransferID, owner)
 	}
-	if owner != issuer {
+	// A bare owner is a binding made before bindings named the source.
+	if owner != want && owner != issuer {
 		return nil, fail(CodeTenantMismatch, "transfer "+e.TransferID+" belongs to another tenant", nil)
 	}
 	ack, err := h.journal.Append(ctx, e)

@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/transferd/transferd/engine/journal"
 	"github.com/transferd/transferd/engine/journal/journaltest"
@@ -224,38 +226,81 @@ func TestIngestRefuses(t *testing.T) {
 		t.Fatalf("setup: %d %s", r.status, r.body)
 	}
 	good := connectEvent("t-1", "listener-triggered", "")
+	// Hostile tokens and bodies of issue 10.
+	long := func(c jwt.MapClaims) { c["exp"] = now.AddDate(100, 0, 0).Unix() }
+	connectWith := func(mutate func(jwt.MapClaims)) string {
+		c := jwt.MapClaims{}
+		for k, v := range hsClaims {
+			c[k] = v
+		}
+		mutate(c)
+		return "JWT " + p.sign(jwt.SigningMethodHS256, c, secretA)
+	}
+	noKID := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{"iss": "forge/invocation-token", "aud": appARI,
+		"iat": now.Unix(), "exp": now.Add(25 * time.Second).Unix(), "app": map[string]any{"installationId": "inst-a", "id": appARI}})
+	fitNoKID, err := noKID.SignedString(p.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	details := func(createdAt string) string {
+		return `,"migrationDetails":{"jiraClientKey":"tenant-a","createdAt":` + createdAt + `}`
+	}
 
 	tests := []struct {
 		name, path, auth, ctype string
 		body                    []byte
 		status                  int
 		code                    string
+		unbound                 string // a transfer that must not be bound afterwards
 	}{
-		{"no token", connectPath, "", "application/json", good, 401, "missing_token"},
-		{"malformed token", connectPath, "JWT not.a.jwt", "application/json", good, 401, "malformed_token"},
-		{"alg none", connectPath, "JWT " + p.sign(jwt.SigningMethodNone, hsClaims, jwt.UnsafeAllowNoneSignatureType), "application/json", good, 401, "invalid_algorithm"},
-		{"wrong secret", connectPath, "JWT " + p.connectToken("tenant-a", []byte("not-the-secret"), time.Minute), "application/json", good, 401, "invalid_signature"},
-		{"RS256 on connect", connectPath, "JWT " + p.sign(jwt.SigningMethodRS256, hsClaims, p.key), "application/json", good, 401, "invalid_algorithm"},
-		{"HS256 on forge", forgePath, "Bearer " + p.sign(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "forge/invocation-token", "aud": appARI, "exp": now.Add(time.Minute).Unix(), "app": map[string]any{"installationId": "inst-a"}}, []byte("k")), "application/json", forgeEvent("t-2", "triggered:listener", ""), 401, "invalid_algorithm"},
-		{"expired", connectPath, "JWT " + p.sign(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "tenant-a", "exp": now.Add(-2 * time.Minute).Unix(), "qsh": hsClaims["qsh"]}, secretA), "application/json", good, 401, "token_expired"},
-		{"no exp", connectPath, "JWT " + p.sign(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "tenant-a", "qsh": hsClaims["qsh"]}, secretA), "application/json", good, 401, "token_expired"},
-		{"wrong qsh", connectPath, "JWT " + p.sign(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "tenant-a", "exp": now.Add(time.Minute).Unix(), "qsh": ingest.QSH("POST", "/elsewhere", "", "")}, secretA), "application/json", good, 401, "invalid_qsh"},
-		{"context-qsh", connectPath, "JWT " + p.sign(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "tenant-a", "exp": now.Add(time.Minute).Unix(), "qsh": "context-qsh"}, secretA), "application/json", good, 401, "context_qsh"},
-		{"unknown tenant", connectPath, "JWT " + p.connectToken("tenant-x", []byte("whatever"), time.Minute), "application/json", good, 401, "unknown_tenant"},
-		{"wrong audience", forgePath, "Bearer " + p.fit("inst-a", func(c jwt.MapClaims) { c["aud"] = "ari:cloud:ecosystem::app/other" }), "application/json", forgeEvent("t-2", "triggered:listener", ""), 401, "invalid_audience"},
-		{"wrong FIT issuer", forgePath, "Bearer " + p.fit("inst-a", func(c jwt.MapClaims) { c["iss"] = "someone" }), "application/json", forgeEvent("t-2", "triggered:listener", ""), 401, "invalid_issuer"},
-		{"expired FIT", forgePath, "Bearer " + p.fit("inst-a", func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Minute).Unix() }), "application/json", forgeEvent("t-2", "triggered:listener", ""), 401, "token_expired"},
-		{"malformed JSON", connectPath, tokA, "application/json", []byte(`{"eventType":`), 400, "invalid_payload"},
-		{"missing transferId", connectPath, tokA, "application/json", []byte(`{"eventType":"listener-triggered"}`), 400, "invalid_payload"},
-		{"upload without s3Key", connectPath, tokA, "application/json", connectEvent("t-1", "app-data-uploaded", ""), 400, "invalid_payload"},
-		{"forge upload without key", forgePath, fitA, "application/json", forgeEvent("t-2", "uploaded:app_data", ""), 400, "invalid_payload"},
-		{"2 MiB body", connectPath, tokA, "application/json", append(connectEvent("t-1", "listener-triggered", `,"pad":"`), append(bytes.Repeat([]byte("x"), 2<<20), '"', '}')...), 413, "payload_too_large"},
-		{"wrong content type", connectPath, tokA, "text/plain", good, 415, "unsupported_media_type"},
-		{"no content type", connectPath, tokA, "", good, 415, "unsupported_media_type"},
-		{"cross-tenant transfer", connectPath, tokB, "application/json", connectEvent("t-owned", "transfer-settled", ""), 403, "tenant_mismatch"},
-		{"cross-installation transfer", forgePath, "Bearer " + p.fit("inst-b", nil), "application/json", forgeEvent("t-forge-owned", "settled:transfer", ""), 403, "tenant_mismatch"},
-		{"connect on forge's transfer", connectPath, tokA, "application/json", connectEvent("t-forge-owned", "transfer-settled", ""), 403, "tenant_mismatch"},
-		{"client keys of another tenant", connectPath, tokB, "application/json", connectEvent("t-3", "listener-triggered", `,"migrationDetails":{"jiraClientKey":"tenant-a","confluenceClientKey":"unknown"}`), 403, "tenant_mismatch"},
+		{"no token", connectPath, "", "application/json", good, 401, "missing_token", ""},
+		{"malformed token", connectPath, "JWT not.a.jwt", "application/json", good, 401, "malformed_token", ""},
+		{"alg none", connectPath, "JWT " + p.sign(jwt.SigningMethodNone, hsClaims, jwt.UnsafeAllowNoneSignatureType), "application/json", good, 401, "invalid_algorithm", ""},
+		{"wrong secret", connectPath, "JWT " + p.connectToken("tenant-a", []byte("not-the-secret"), time.Minute), "application/json", good, 401, "invalid_signature", ""},
+		{"RS256 on connect", connectPath, "JWT " + p.sign(jwt.SigningMethodRS256, hsClaims, p.key), "application/json", good, 401, "invalid_algorithm", ""},
+		{"HS256 on forge", forgePath, "Bearer " + p.sign(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "forge/invocation-token", "aud": appARI, "exp": now.Add(time.Minute).Unix(), "app": map[string]any{"installationId": "inst-a"}}, []byte("k")), "application/json", forgeEvent("t-2", "triggered:listener", ""), 401, "invalid_algorithm", ""},
+		{"expired", connectPath, "JWT " + p.sign(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "tenant-a", "exp": now.Add(-2 * time.Minute).Unix(), "qsh": hsClaims["qsh"]}, secretA), "application/json", good, 401, "token_expired", ""},
+		{"no exp", connectPath, "JWT " + p.sign(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "tenant-a", "qsh": hsClaims["qsh"]}, secretA), "application/json", good, 401, "token_expired", ""},
+		{"wrong qsh", connectPath, "JWT " + p.sign(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "tenant-a", "exp": now.Add(time.Minute).Unix(), "qsh": ingest.QSH("POST", "/elsewhere", "", "")}, secretA), "application/json", good, 401, "invalid_qsh", ""},
+		{"context-qsh", connectPath, "JWT " + p.sign(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "tenant-a", "exp": now.Add(time.Minute).Unix(), "qsh": "context-qsh"}, secretA), "application/json", good, 401, "context_qsh", ""},
+		{"unknown tenant", connectPath, "JWT " + p.connectToken("tenant-x", []byte("whatever"), time.Minute), "application/json", good, 401, "unknown_tenant", ""},
+		{"wrong audience", forgePath, "Bearer " + p.fit("inst-a", func(c jwt.MapClaims) { c["aud"] = "ari:cloud:ecosystem::app/other" }), "application/json", forgeEvent("t-2", "triggered:listener", ""), 401, "invalid_audience", ""},
+		{"wrong FIT issuer", forgePath, "Bearer " + p.fit("inst-a", func(c jwt.MapClaims) { c["iss"] = "someone" }), "application/json", forgeEvent("t-2", "triggered:listener", ""), 401, "invalid_issuer", ""},
+		{"expired FIT", forgePath, "Bearer " + p.fit("inst-a", func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Minute).Unix() }), "application/json", forgeEvent("t-2", "triggered:listener", ""), 401, "token_expired", ""},
+		{"malformed JSON", connectPath, tokA, "application/json", []byte(`{"eventType":`), 400, "invalid_payload", ""},
+		{"missing transferId", connectPath, tokA, "application/json", []byte(`{"eventType":"listener-triggered"}`), 400, "invalid_payload", ""},
+		{"upload without s3Key", connectPath, tokA, "application/json", connectEvent("t-1", "app-data-uploaded", ""), 400, "invalid_payload", ""},
+		{"forge upload without key", forgePath, fitA, "application/json", forgeEvent("t-2", "uploaded:app_data", ""), 400, "invalid_payload", ""},
+		{"2 MiB body", connectPath, tokA, "application/json", append(connectEvent("t-1", "listener-triggered", `,"pad":"`), append(bytes.Repeat([]byte("x"), 2<<20), '"', '}')...), 413, "payload_too_large", ""},
+		{"wrong content type", connectPath, tokA, "text/plain", good, 415, "unsupported_media_type", ""},
+		{"no content type", connectPath, tokA, "", good, 415, "unsupported_media_type", ""},
+		{"cross-tenant transfer", connectPath, tokB, "application/json", connectEvent("t-owned", "transfer-settled", ""), 403, "tenant_mismatch", ""},
+		{"cross-installation transfer", forgePath, "Bearer " + p.fit("inst-b", nil), "application/json", forgeEvent("t-forge-owned", "settled:transfer", ""), 403, "tenant_mismatch", ""},
+		{"connect on forge's transfer", connectPath, tokA, "application/json", connectEvent("t-forge-owned", "transfer-settled", ""), 403, "tenant_mismatch", ""},
+		{"client keys of another tenant", connectPath, tokB, "application/json", connectEvent("t-3", "listener-triggered", `,"migrationDetails":{"jiraClientKey":"tenant-a","confluenceClientKey":"unknown"}`), 403, "tenant_mismatch", ""},
+		// A: implausible times, refused before anything is bound or stored.
+		{"createdAt in the year 9999", connectPath, tokA, "application/json", connectEvent("t-9999", "listener-triggered", details(`"9999-12-31T23:59:59Z"`)), 400, "invalid_payload", "t-9999"},
+		{"createdAt 3e14 ms", forgePath, fitA, "application/json", forgeEvent("t-3e14", "triggered:listener", `,"migrationDetails":{"createdAt":3e14}`), 400, "invalid_payload", "t-3e14"},
+		{"createdAt a year ahead", connectPath, tokA, "application/json", connectEvent("t-ahead", "listener-triggered", details(fmt.Sprint(now.AddDate(1, 0, 0).UnixMilli()))), 400, "invalid_payload", "t-ahead"},
+		// C: token lifetimes and claim types.
+		{"Connect token valid for 100 years", connectPath, connectWith(long), "application/json", good, 401, "token_expired", ""},
+		{"Connect token issued in the future", connectPath, connectWith(func(c jwt.MapClaims) {
+			c["iat"] = now.Add(time.Hour).Unix()
+			c["exp"] = now.Add(time.Hour + time.Minute).Unix()
+		}), "application/json", good, 401, "token_expired", ""},
+		{"Connect exp as a string", connectPath, connectWith(func(c jwt.MapClaims) { c["exp"] = fmt.Sprint(now.Add(time.Minute).Unix()) }), "application/json", good, 401, "malformed_token", ""},
+		{"FIT valid for 100 years", forgePath, "Bearer " + p.fit("inst-a", long), "application/json", forgeEvent("t-2", "triggered:listener", ""), 401, "token_expired", ""},
+		// D: a Forge installation id equal to a Connect client key is another tenant.
+		{"forge issuer named like a connect tenant", forgePath, "Bearer " + p.fit("tenant-a", nil), "application/json", forgeEvent("t-owned", "settled:transfer", ""), 403, "tenant_mismatch", ""},
+		// E: identity-bearing strings are capped before any binding.
+		{"100 KB messageId", connectPath, tokA, "application/json", connectEvent("t-bigid", "listener-triggered", `,"messageId":"`+strings.Repeat("m", 100<<10)+`"`), 400, "invalid_payload", "t-bigid"},
+		{"messageId with CR LF", forgePath, fitA, "application/json", forgeEvent("t-crlf", "triggered:listener", `,"messageId":"a\r\nNats-Msg-Id: x"`), 400, "invalid_payload", "t-crlf"},
+		{"client key of 1000 bytes", connectPath, tokA, "application/json", connectEvent("t-bigkey", "listener-triggered", `,"migrationDetails":{"jiraClientKey":"`+strings.Repeat("k", 1000)+`"}`), 400, "invalid_payload", "t-bigkey"},
+		// F: Forge tokens must name their key and this app.
+		{"FIT without kid", forgePath, "Bearer " + fitNoKID, "application/json", forgeEvent("t-nokid", "triggered:listener", ""), 401, "malformed_token", "t-nokid"},
+		{"FIT for another app id", forgePath, "Bearer " + p.fit("inst-a", func(c jwt.MapClaims) {
+			c["app"] = map[string]any{"installationId": "inst-a", "id": "ari:cloud:ecosystem::app/other"}
+		}), "application/json", forgeEvent("t-otherapp", "triggered:listener", ""), 401, "invalid_audience", "t-otherapp"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -271,7 +316,50 @@ func TestIngestRefuses(t *testing.T) {
 			if after := p.streamMsgs(); after != before {
 				t.Errorf("stream went from %d to %d messages", before, after)
 			}
+			if tc.unbound != "" {
+				if _, err := p.journal.Bindings().Get(context.Background(), tc.unbound); !errors.Is(err, jetstream.ErrKeyNotFound) {
+					t.Errorf("transfer %s is bound (%v)", tc.unbound, err)
+				}
+			}
 		})
+	}
+}
+
+// TestIngestIdentityScope: a messageId is an event's identity only within
+// its tenant and transfer (issue 10, B). Another tenant's or another
+// transfer's event with the same messageId is stored, not taken for a
+// duplicate; a changed body under the same messageId is stored too, never
+// silently lost; an exact re-delivery is still a duplicate.
+func TestIngestIdentityScope(t *testing.T) {
+	p := newPlatform(t, journaltest.Open(t), ingest.Config{})
+	tokA := "JWT " + p.connectToken("tenant-a", p.secrets["tenant-a"], time.Minute)
+	tokB := "JWT " + p.connectToken("tenant-b", p.secrets["tenant-b"], time.Minute)
+	steps := []struct {
+		name, path, auth string
+		body             []byte
+		duplicate        bool
+	}{
+		{"first", connectPath, tokA, connectEvent("t-a", "app-data-uploaded", `,"messageId":"m-shared","s3Key":"k1"`), false},
+		{"exact re-delivery", connectPath, tokA, connectEvent("t-a", "app-data-uploaded", `,"messageId":"m-shared","s3Key":"k1"`), true},
+		{"another tenant", connectPath, tokB, connectEvent("t-b", "app-data-uploaded", `,"messageId":"m-shared","s3Key":"k1"`), false},
+		{"another transfer", connectPath, tokA, connectEvent("t-a2", "app-data-uploaded", `,"messageId":"m-shared","s3Key":"k1"`), false},
+		{"another source", forgePath, "Bearer " + p.fit("inst-1", nil), forgeEvent("t-f", "uploaded:app_data", `,"messageId":"m-shared","key":"k1"`), false},
+		{"changed body", connectPath, tokA, connectEvent("t-a", "app-data-uploaded", `,"messageId":"m-shared","s3Key":"k2"`), false},
+		{"changed body again", connectPath, tokA, connectEvent("t-a", "app-data-uploaded", `,"messageId":"m-shared","s3Key":"k2"`), true},
+	}
+	stored := uint64(0)
+	for _, st := range steps {
+		r := p.post(st.path, st.auth, "application/json", st.body)
+		var a ingest.Accepted
+		if err := json.Unmarshal(r.body, &a); r.status != 200 || err != nil || a.Duplicate != st.duplicate {
+			t.Fatalf("%s: %d %s, want 200 with duplicate %v", st.name, r.status, r.body, st.duplicate)
+		}
+		if !st.duplicate {
+			stored++
+		}
+		if n := p.streamMsgs(); n != stored {
+			t.Fatalf("%s: stream holds %d messages, want %d", st.name, n, stored)
+		}
 	}
 }
 

@@ -83,6 +83,7 @@ type InstallVerifier struct {
 	peek     *jwt.Parser
 	rs256    *jwt.Parser
 	hs256    *jwt.Parser
+	leeway   time.Duration
 	log      *slog.Logger
 	keys     keyCache
 }
@@ -118,6 +119,7 @@ func NewInstallVerifier(secrets SecretSource, cfg InstallConfig) (*InstallVerifi
 		peek:     jwt.NewParser(),
 		rs256:    newParser(jwt.SigningMethodRS256.Alg(), cfg.Leeway),
 		hs256:    newParser(jwt.SigningMethodHS256.Alg(), cfg.Leeway),
+		leeway:   orDefault(cfg.Leeway, DefaultLeeway),
 		log:      loggerOrDiscard(cfg.Logger),
 		keys:     keyCache{max: installKeyCacheSize},
 	}, nil
@@ -167,6 +169,9 @@ func (v *InstallVerifier) verifySignedInstall(r *http.Request, raw string, peeke
 	if err != nil {
 		return tokenError(err, tok, jwt.SigningMethodRS256.Alg(), &claims.RegisteredClaims)
 	}
+	if err := checkTimes(raw, &claims.RegisteredClaims, v.leeway); err != nil {
+		return err
+	}
 	if err := checkInstallIssuer(claims.Issuer, clientKey); err != nil {
 		return err
 	}
@@ -196,6 +201,9 @@ func (v *InstallVerifier) verifySharedSecret(r *http.Request, raw, clientKey str
 	}
 	if err != nil {
 		return tokenError(err, tok, jwt.SigningMethodHS256.Alg(), &claims.RegisteredClaims)
+	}
+	if err := checkTimes(raw, &claims.RegisteredClaims, v.leeway); err != nil {
+		return err
 	}
 	return checkQSH(ctx, v.log, r, v.basePath, claims.Issuer, claims.QSH)
 }

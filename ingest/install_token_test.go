@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -152,6 +153,12 @@ func TestInstallVerifier(t *testing.T) {
 		{name: "shared secret, expired", token: hs(with(hsGood, "exp", now.Add(-time.Hour).Unix())), code: CodeTokenExpired},
 		{name: "shared secret, wrong qsh", token: hs(with(hsGood, "qsh", "0000")), code: CodeInvalidQSH},
 		{name: "shared secret, context-qsh", token: hs(with(hsGood, "qsh", contextQSH)), code: CodeContextQSH},
+		// Claim times (issue 10, C): the same checks on both paths.
+		{name: "signed install, exp 100 years ahead", token: rs(with(good, "exp", now.AddDate(100, 0, 0).Unix()), nil), code: CodeTokenExpired},
+		{name: "signed install, iat in the future", token: rs(with(good, "iat", now.Add(time.Hour).Unix()), nil), code: CodeTokenExpired},
+		{name: "signed install, exp as a string", token: rs(with(good, "exp", fmt.Sprint(now.Add(time.Minute).Unix())), nil), code: CodeMalformedToken},
+		{name: "shared secret, exp 100 years ahead", token: hs(with(hsGood, "exp", now.AddDate(100, 0, 0).Unix())), code: CodeTokenExpired},
+		{name: "shared secret, iat as a string", token: hs(with(hsGood, "iat", fmt.Sprint(now.Unix()))), code: CodeMalformedToken},
 	}
 	v, err := NewInstallVerifier(secretMap{testClientKey: testSecret}, InstallConfig{BaseURL: testBaseURL, KeysURL: keys.URL + "/"})
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+
+	"github.com/transferd/transferd/engine"
 )
 
 // installPayload is the body of the Connect installed/uninstalled callbacks.
@@ -42,6 +44,8 @@ func (h *Handler) readInstall(w http.ResponseWriter, r *http.Request, needSecret
 		return p, fail(CodeInvalidPayload, "sharedSecret: required, a non-empty string", nil)
 	case len(p.ClientKey) > 256 || len(p.SharedSecret) > 1024:
 		return p, fail(CodeInvalidPayload, "clientKey or sharedSecret too long", nil)
+	case !engine.ValidIssuer(p.ClientKey):
+		return p, fail(CodeInvalidPayload, "clientKey may contain only printable ASCII characters without spaces", nil)
 	}
 	return p, nil
 }

@@ -95,6 +95,7 @@ func TestLifecycle(t *testing.T) {
 		{"uninstall", "/connect/uninstalled", hs("/connect/uninstalled", "new-tenant", "s2"), installBody("new-tenant", ""), 200, ""},
 		{"webhook after uninstall", connectPath, hs(connectPath, "new-tenant", "s2"), connectEvent("t-new", "transfer-settled", ""), 401, "unknown_tenant"},
 		{"install without sharedSecret", "/connect/installed", signed("/connect/installed", "x", app), installBody("x", ""), 400, "invalid_payload"},
+		{"clientKey with a space", "/connect/installed", signed("/connect/installed", "a b", app), installBody("a b", "s1"), 400, "invalid_payload"},
 	}
 	for _, s := range steps {
 		r := p.post(s.path, s.auth, "application/json", s.body)

@@ -723,7 +723,7 @@ func (p *Projector) fold(tx *bolt.Tx, b *batch) ([]*touched, error) {
 		if tt.t == nil {
 			tt.t, tt.row, tt.isNew = engine.NewTransfer(tt.id), e.Seq, true
 		}
-		key := appliedKey(tt.row, e.ID)
+		key := appliedKey(tt.row, e.Key())
 		if (!tt.isNew && applied.Get(key) != nil) || !tt.t.Apply(e) {
 			c.duplicates++
 			continue

@@ -177,7 +177,7 @@ func TestProjectorLive(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !tr.Applied(e.ID) && tr.LastReceivedAt.Before(e.ReceivedAt) {
+		if !tr.Applied(e.Key()) && tr.LastReceivedAt.Before(e.ReceivedAt) {
 			t.Fatalf("after Wait(%d), transfer %s does not reflect event %s", seq, e.TransferID, e.ID)
 		}
 	}

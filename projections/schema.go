@@ -23,7 +23,7 @@ const schemaVersion = 1
 //	meta          schema, checkpoint, lastEventAt, counters (see meta keys)
 //	ids           transferId → row (8 bytes, big-endian)
 //	transfers     row → canonical JSON of engine.Transfer (Transfer.MarshalCanonical)
-//	applied       row ‖ eventId → stream sequence that applied it (8 bytes)
+//	applied       row ‖ event key (engine.Event.Key) → stream sequence that applied it (8 bytes)
 //	by_migration  len ‖ migrationId ‖ row → ∅
 //	by_cloud      len ‖ cloudUrl ‖ row → ∅
 //	by_tenant     len ‖ issuer ‖ row → ∅

@@ -473,8 +473,13 @@ func assertStored(t *testing.T, j *journal.Journal, want map[string]uint64) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.Header.Get(jetstream.MsgIDHeader) != id {
-			t.Errorf("seq %d holds %s, want %s", seq, m.Header.Get(jetstream.MsgIDHeader), id)
+		env, err := journal.Decode(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, _ := env.Event()
+		if env.ID != id || m.Header.Get(jetstream.MsgIDHeader) != e.DedupeKey() {
+			t.Errorf("seq %d holds %s with Nats-Msg-Id %s, want %s with %s", seq, env.ID, m.Header.Get(jetstream.MsgIDHeader), id, e.DedupeKey())
 		}
 	}
 }

@@ -25,7 +25,7 @@ func AppendSync(ctx context.Context, j *Journal, e *engine.Event) (Ack, error) {
 	pa, err := j.js.PublishMsg(ctx, &nats.Msg{
 		Subject: EventSubject(e.Source, e.TransferID, e.Kind),
 		Header: nats.Header{
-			jetstream.MsgIDHeader:          []string{e.ID},
+			jetstream.MsgIDHeader:          []string{e.DedupeKey()},
 			jetstream.ExpectedStreamHeader: []string{StreamEvents},
 		},
 		Data: Encode(e),

@@ -403,7 +403,8 @@ type Ack struct {
 }
 
 // Append stores e in stream MIGRATIONS on EventSubject(e.Source,
-// e.TransferID, e.Kind), encoded by Encode, with Nats-Msg-Id e.ID. It
+// e.TransferID, e.Kind), encoded by Encode, with Nats-Msg-Id
+// e.DedupeKey() (scoped by source, issuer and transfer). It
 // returns only once JetStream has acknowledged the message and, with
 // Config.SyncAlways, once the message is on disk (see GroupCommit: the
 // appends waiting at the same time share a sync, or an atomic batch). Any
@@ -417,16 +418,17 @@ func (j *Journal) Append(ctx context.Context, e *engine.Event) (Ack, error) {
 		return Ack{}, fmt.Errorf("%w: id %q, source %q, transferId %q, kind %q",
 			ErrInvalid, e.ID, e.Source, e.TransferID, e.Kind)
 	}
+	msgID := e.DedupeKey()
 	m := &nats.Msg{
 		Subject: EventSubject(e.Source, e.TransferID, e.Kind),
 		Header: nats.Header{
-			jetstream.MsgIDHeader:          []string{e.ID},
+			jetstream.MsgIDHeader:          []string{msgID},
 			jetstream.ExpectedStreamHeader: []string{StreamEvents},
 		},
 		Data: Encode(e),
 	}
 	if j.appends != nil {
-		return j.submit(ctx, j.appends, m, e.ID)
+		return j.submit(ctx, j.appends, m, msgID)
 	}
 	return j.durable(ctx, StreamEvents, m)
 }
