@@ -7,9 +7,9 @@ import (
 
 // Apply folds e into t and reports whether t changed. An event whose
 // identity t has already applied changes nothing. Events for another
-// transfer are ignored.
+// transfer, and events that are not Foldable, are ignored.
 func (t *Transfer) Apply(e *Event) bool {
-	if e.TransferID != t.TransferID {
+	if e.TransferID != t.TransferID || Foldable(e) != nil {
 		return false
 	}
 	if _, ok := t.applied[e.ID]; ok {
