@@ -172,6 +172,7 @@ type projectorCollector struct {
 	s                               *Server
 	lagSeqs, lagSecs, checkpoint    *prometheus.Desc
 	lastSeq, applied, dups, journal *prometheus.Desc
+	parked                          *prometheus.Desc
 }
 
 func newProjectorCollector(s *Server) *projectorCollector {
@@ -184,11 +185,12 @@ func newProjectorCollector(s *Server) *projectorCollector {
 		applied:    prometheus.NewDesc("transferd_projector_applied_events_total", "Distinct events applied to the projection.", nil, nil),
 		dups:       prometheus.NewDesc("transferd_projector_duplicates_total", "Re-delivered events the projection skipped (identity already applied).", nil, nil),
 		journal:    prometheus.NewDesc("transferd_journal_up", "1 when the journal answered the scrape's stream info request.", nil, nil),
+		parked:     prometheus.NewDesc("transferd_projector_parked_events", "Events the projector could not fold and parked (GET /v1/parked); they stay in the journal.", nil, nil),
 	}
 }
 
 func (c *projectorCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.lagSeqs, c.lagSecs, c.checkpoint, c.lastSeq, c.applied, c.dups, c.journal} {
+	for _, d := range []*prometheus.Desc{c.lagSeqs, c.lagSecs, c.checkpoint, c.lastSeq, c.applied, c.dups, c.journal, c.parked} {
 		ch <- d
 	}
 }
@@ -215,6 +217,7 @@ func (c *projectorCollector) Collect(ch chan<- prometheus.Metric) {
 	if st, err := c.s.store.Stats(); err == nil {
 		ch <- prometheus.MustNewConstMetric(c.applied, prometheus.CounterValue, float64(st.Events))
 		ch <- prometheus.MustNewConstMetric(c.dups, prometheus.CounterValue, float64(st.Duplicates))
+		ch <- prometheus.MustNewConstMetric(c.parked, prometheus.GaugeValue, float64(st.Parked))
 	}
 }
 

@@ -22,6 +22,7 @@ type Store interface {
 	Lineage(id string) (root string, transfers []*engine.Transfer, err error)
 	Checkpoint() uint64
 	Stats() (projections.Stats, error)
+	Parked(after uint64, limit int) ([]projections.ParkedEvent, uint64, error)
 }
 
 // Config configures New. Journal and Store are required; zero values of the
@@ -135,6 +136,7 @@ func New(cfg Config) (*Server, error) {
 	s.route("GET /v1/transfers/{id}/events", s.handleEvents)
 	s.route("GET /v1/transfers/{id}/lineage", s.handleLineage)
 	s.route("GET /v1/migrations/{migrationId}", s.handleMigration)
+	s.route("GET /v1/parked", s.handleParked)
 	s.route("GET /v1/stream", s.handleStream)
 	s.route("GET /healthz", s.handleHealth)
 	s.route("GET /readyz", s.handleReady)

@@ -6,10 +6,10 @@ import (
 )
 
 // Apply folds e into t and reports whether t changed. An event whose
-// identity (Event.Key) t has already applied changes nothing. Events for another
-// transfer are ignored.
+// identity (Event.Key) t has already applied changes nothing. Events for
+// another transfer, and events that are not Foldable, are ignored.
 func (t *Transfer) Apply(e *Event) bool {
-	if e.TransferID != t.TransferID {
+	if e.TransferID != t.TransferID || Foldable(e) != nil {
 		return false
 	}
 	key := e.Key()

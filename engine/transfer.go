@@ -2,6 +2,8 @@ package engine
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"time"
 )
 
@@ -76,18 +78,62 @@ const (
 	TransferTimeout   = 14 * 24 * time.Hour
 )
 
-// Deadlines derives t's deadlines from its facts.
+// Deadlines derives t's deadlines from its facts. A deadline that JSON
+// cannot represent (after year 9999) is omitted, never computed past it.
 func (t *Transfer) Deadlines() Deadlines {
 	var d Deadlines
 	if t.CancellationRequestedAt != nil {
-		at := t.CancellationRequestedAt.Add(CancellationGrace)
-		d.SettleBy = &at
+		d.SettleBy = deadline(*t.CancellationRequestedAt, CancellationGrace)
 	}
 	if t.Migration != nil && !t.Migration.CreatedAt.IsZero() {
-		at := t.Migration.CreatedAt.Add(TransferTimeout)
-		d.TimesOutAt = &at
+		d.TimesOutAt = deadline(t.Migration.CreatedAt, TransferTimeout)
 	}
 	return d
+}
+
+// deadline is from+d, or nil when the result is not representable.
+func deadline(from time.Time, d time.Duration) *time.Time {
+	if !Representable(from) {
+		return nil
+	}
+	at := from.Add(d)
+	if !Representable(at) || at.Before(from) {
+		return nil
+	}
+	return &at
+}
+
+// The range of times that encoding/json (RFC 3339) can write: years 0000
+// to 9999 in UTC.
+var (
+	minRepresentable = time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxRepresentable = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
+)
+
+// Representable reports whether t can be encoded as JSON (RFC 3339): its
+// year is 0 to 9999 in UTC.
+func Representable(t time.Time) bool {
+	t = t.UTC()
+	return !t.Before(minRepresentable) && !t.After(maxRepresentable)
+}
+
+// ErrUnfoldable marks an event that no transfer can fold (see Foldable).
+var ErrUnfoldable = errors.New("engine: event cannot be folded")
+
+// Foldable reports whether e can be folded: every time it carries, and the
+// deadline derived from it, must be representable in JSON. It depends on
+// e alone, so that whether an event is folded never depends on the order
+// of events. Apply ignores an event that is not foldable; the projector
+// parks it instead (keeps it aside, visible, and goes on).
+func Foldable(e *Event) error {
+	if !e.ReceivedAt.IsZero() && deadline(e.ReceivedAt, CancellationGrace) == nil {
+		return fmt.Errorf("%w: receivedAt %s is out of range", ErrUnfoldable, e.ReceivedAt.UTC().Format(time.RFC3339Nano))
+	}
+	if m := e.Migration; m != nil && !m.CreatedAt.IsZero() && deadline(m.CreatedAt, TransferTimeout) == nil {
+		return fmt.Errorf("%w: migration createdAt %s is out of range (its 14-day deadline is not representable)",
+			ErrUnfoldable, m.CreatedAt.UTC().Format(time.RFC3339Nano))
+	}
+	return nil
 }
 
 // View is a transfer as the query API shows it: its facts plus what is
@@ -107,14 +153,26 @@ func (t *Transfer) View() View {
 	return v
 }
 
-// MarshalCanonical returns t's canonical JSON encoding.
+// MarshalCanonical returns t's canonical JSON encoding. It panics where
+// EncodeCanonical fails: use it only for transfers folded from Foldable
+// events.
 func (t *Transfer) MarshalCanonical() []byte {
-	b, err := json.Marshal(t)
+	b, err := t.EncodeCanonical()
 	if err != nil {
-		// Only strings, bools, ints and times: encoding cannot fail.
-		panic("engine: encoding a transfer: " + err.Error())
+		panic(err.Error())
 	}
 	return b
+}
+
+// EncodeCanonical returns t's canonical JSON encoding. It fails only for a
+// time JSON cannot represent, which folding Foldable events never
+// produces.
+func (t *Transfer) EncodeCanonical() ([]byte, error) {
+	b, err := json.Marshal(t)
+	if err != nil {
+		return nil, fmt.Errorf("engine: encoding transfer %s: %w", t.TransferID, err)
+	}
+	return b, nil
 }
 
 // UnmarshalTransfer decodes a canonical encoding. The result does not

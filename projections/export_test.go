@@ -1,6 +1,17 @@
 package projections
 
-import bolt "go.etcd.io/bbolt"
+import (
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/transferd/transferd/engine"
+)
+
+// WithBeforeApply returns opts calling fn before each event is applied,
+// for injecting faults.
+func WithBeforeApply(opts ProjectorOptions, fn func(*engine.Event)) ProjectorOptions {
+	opts.beforeApply = fn
+	return opts
+}
 
 // CompareStores compares two stores as Verify compares a live store with
 // its rebuild.

@@ -83,7 +83,9 @@ func folded(tb testing.TB, j *journal.Journal) map[string]*engine.Transfer {
 	}
 	out := map[string]*engine.Transfer{}
 	for id, events := range byTransfer {
-		out[id] = engine.Fold(id, events)
+		if tr := engine.Fold(id, events); tr.Version > 0 { // else only parked events
+			out[id] = tr
+		}
 	}
 	return out
 }

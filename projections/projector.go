@@ -51,6 +51,7 @@ type ProjectorOptions struct {
 	outboxAfter uint64               // only events after it put transfers in the outbox
 	progress    func(cp uint64)      // called after each commit
 	onCommit    func(*bolt.Tx) error // extra writes in each batch's transaction
+	beforeApply func(*engine.Event)  // tests: called before each event is applied
 }
 
 // DefaultMaxBatch is ProjectorOptions.MaxBatch's default.
@@ -590,14 +591,80 @@ func (p *Projector) apply(b *batch) error {
 	if b.last <= p.s.Checkpoint() {
 		return nil
 	}
+	err := p.commit(b, nil)
+	var fault *foldFault
+	if !errors.As(err, &fault) || len(b.events) == 0 {
+		return err
+	}
+	// Defence in depth: something in the batch cannot be folded although
+	// engine.Foldable accepted it. Fold it again one event at a time and
+	// park the event that fails on its own.
+	p.log.Error("projections: a batch failed to fold; folding it one event at a time to park the culprit",
+		"from", b.events[0].Seq, "to", b.last, "err", fault)
+	for _, one := range split(b) {
+		err := p.commit(one, nil)
+		if errors.As(err, &fault) && len(one.events) == 1 {
+			err = p.commit(one, map[uint64]string{one.events[0].Seq: fault.reason})
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// foldFault is a batch that could not be folded: a panic while folding,
+// or a transfer that would not encode. Its transaction is rolled back.
+type foldFault struct{ reason string }
+
+func (f *foldFault) Error() string { return "projections: cannot fold: " + f.reason }
+
+// split divides b into batches of one event each, in stream order; the
+// corrupt and unparsable sequences go with the event whose range covers
+// them, the last batch ending where b ends.
+func split(b *batch) []*batch {
+	out := make([]*batch, len(b.events))
+	prev := uint64(0)
+	for i, e := range b.events {
+		one := &batch{events: []*engine.Event{e}, last: e.Seq, pending: b.pending}
+		if i == len(b.events)-1 {
+			one.last = b.last
+		}
+		for _, s := range b.unparsable {
+			if s == e.Seq {
+				one.unparsable = append(one.unparsable, s)
+			}
+		}
+		for _, s := range b.corrupt {
+			if s > prev && s <= one.last {
+				one.corrupt = append(one.corrupt, s)
+			}
+		}
+		prev = one.last
+		out[i] = one
+	}
+	return out
+}
+
+// commit folds b into the store in one transaction, parking the events
+// of park (sequence → reason) besides those engine.Foldable rejects, and
+// then publishes.
+func (p *Projector) commit(b *batch, park map[uint64]string) error {
+	if b.last <= p.s.Checkpoint() {
+		return nil
+	}
 	var changed []*touched
 	var acks []outboxEntry
 	if p.feed != nil {
 		acks = p.feed.takeAcked()
 	}
-	err := p.s.update(func(tx *bolt.Tx) error {
-		var err error
-		changed, err = p.fold(tx, b)
+	err := p.s.update(func(tx *bolt.Tx) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = &foldFault{reason: fmt.Sprintf("panic: %v", r)}
+			}
+		}()
+		changed, err = p.fold(tx, b, park)
 		if err != nil {
 			return err
 		}
@@ -612,6 +679,10 @@ func (p *Projector) apply(b *batch) error {
 	if err != nil {
 		if p.feed != nil {
 			p.feed.untake(acks)
+		}
+		var fault *foldFault
+		if errors.As(err, &fault) && len(b.events) > 0 {
+			return fault
 		}
 		return fmt.Errorf("projections: commit batch up to sequence %d: %w", b.last, err)
 	}
@@ -674,7 +745,7 @@ func (p *Projector) commitAcks() error {
 
 // fold applies b's events to the transfers they touch and writes
 // everything that changed, with the checkpoint, into tx.
-func (p *Projector) fold(tx *bolt.Tx, b *batch) ([]*touched, error) {
+func (p *Projector) fold(tx *bolt.Tx, b *batch, park map[uint64]string) ([]*touched, error) {
 	rows := tx.Bucket(bucketTransfers)
 	rows.FillPercent = fillRows
 	applied := tx.Bucket(bucketApplied)
@@ -719,6 +790,20 @@ func (p *Projector) fold(tx *bolt.Tx, b *batch) ([]*touched, error) {
 	var c counters
 	w := newWrites()
 	for _, e := range b.events {
+		reason := park[e.Seq]
+		if err := engine.Foldable(e); reason == "" && err != nil {
+			reason = err.Error()
+		}
+		if reason != "" {
+			p.log.Error("projections: parking an event that cannot be folded; it stays in the journal",
+				"seq", e.Seq, "transferId", e.TransferID, "id", e.ID, "kind", e.Kind, "reason", reason)
+			w.put(bucketParked, u64(e.Seq), newParked(e, reason).encode())
+			c.parked++
+			continue
+		}
+		if p.opts.beforeApply != nil {
+			p.opts.beforeApply(e)
+		}
 		tt := byID[e.TransferID]
 		if tt.t == nil {
 			tt.t, tt.row, tt.isNew = engine.NewTransfer(tt.id), e.Seq, true
@@ -741,7 +826,11 @@ func (p *Projector) fold(tx *bolt.Tx, b *batch) ([]*touched, error) {
 			changed = append(changed, tt)
 		}
 	}
-	parallel(len(changed), func(i int) { changed[i].data = changed[i].t.MarshalCanonical() })
+	encErrs := make([]error, len(changed))
+	parallel(len(changed), func(i int) { changed[i].data, encErrs[i] = changed[i].t.EncodeCanonical() })
+	if err := errors.Join(encErrs...); err != nil {
+		return nil, &foldFault{reason: err.Error()}
+	}
 	slices.SortFunc(changed, func(a, b *touched) int { return cmp.Compare(a.row, b.row) })
 	for _, tt := range changed {
 		if err := p.write(tx, tt, w, &c); err != nil {
@@ -865,9 +954,9 @@ func (w *writes) apply(tx *bolt.Tx) error {
 
 // counters are a batch's changes to the meta counters.
 type counters struct {
-	transfers, events, duplicates, unparsable, corrupt uint64
-	needsAction                                        int64
-	phases                                             map[engine.Phase]int64
+	transfers, events, duplicates, unparsable, corrupt, parked uint64
+	needsAction                                                int64
+	phases                                                     map[engine.Phase]int64
 }
 
 func (c *counters) phase(p engine.Phase, d int64) {
@@ -899,6 +988,7 @@ func (c *counters) commit(meta *bolt.Bucket) error {
 		string(metaDuplicates):  int64(c.duplicates),
 		string(metaUnparsable):  int64(c.unparsable),
 		string(metaCorrupt):     int64(c.corrupt),
+		string(metaParked):      int64(c.parked),
 		string(metaNeedsAction): c.needsAction,
 	} {
 		if err := add([]byte(key), d); err != nil {

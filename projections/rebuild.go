@@ -325,7 +325,7 @@ func compare(live, rebuilt *bolt.Tx) []Diff {
 		if bytes.Equal(name, bucketOutbox) {
 			continue
 		}
-		lc, rc := live.Bucket(name).Cursor(), rebuilt.Bucket(name).Cursor()
+		lc, rc := cursor(live, name), cursor(rebuilt, name)
 		lk, lv := lc.First()
 		rk, rv := rc.First()
 		for (lk != nil || rk != nil) && len(diffs) < MaxDiffs {
@@ -362,6 +362,23 @@ func compare(live, rebuilt *bolt.Tx) []Diff {
 	}
 	return diffs
 }
+
+// cursor is a cursor over tx's bucket name, an empty one when the file
+// lacks that (optional) bucket.
+func cursor(tx *bolt.Tx, name []byte) interface {
+	First() ([]byte, []byte)
+	Next() ([]byte, []byte)
+} {
+	if b := tx.Bucket(name); b != nil {
+		return b.Cursor()
+	}
+	return emptyCursor{}
+}
+
+type emptyCursor struct{}
+
+func (emptyCursor) First() ([]byte, []byte) { return nil, nil }
+func (emptyCursor) Next() ([]byte, []byte)  { return nil, nil }
 
 // compareKeys orders keys, a nil key (an exhausted cursor) last.
 func compareKeys(a, b []byte) int {

@@ -33,6 +33,10 @@ const schemaVersion = 1
 //	              'r' ‖ rerun → original             (re-run → original)
 //	outbox        row → version: changed transfers whose state the feed has
 //	              not yet confirmed published (see Projector)
+//	parked        stream sequence → JSON ParkedEvent: events the projector
+//	              could not fold (see Parked). Added within version 1: Open
+//	              creates it in a file that lacks it, and a read-only
+//	              store without it has parked nothing.
 //
 // len is the uvarint length of the value, so that no value's keys can be
 // mistaken for another's whatever bytes the values contain. Index entries
@@ -50,14 +54,19 @@ var (
 	bucketNeedsAction = []byte("needs_action")
 	bucketLineage     = []byte("lineage")
 	bucketOutbox      = []byte("outbox")
+	bucketParked      = []byte("parked")
 )
 
 // buckets lists every bucket of the schema.
 var buckets = [][]byte{
 	bucketMeta, bucketIDs, bucketTransfers, bucketApplied,
 	bucketByMigration, bucketByCloud, bucketByTenant, bucketByPhase, bucketNeedsAction,
-	bucketLineage, bucketOutbox,
+	bucketLineage, bucketOutbox, bucketParked,
 }
+
+// optional reports whether a bucket may be missing from a file of this
+// schema version (one written before the bucket was added).
+func optional(name []byte) bool { return string(name) == string(bucketParked) }
 
 // Fill percents for buckets written in (nearly) ascending key order: bbolt
 // splits a full page at this fraction, so packing them tighter than the
@@ -80,6 +89,7 @@ var (
 	metaDuplicates  = []byte("count.duplicates") // events whose identity was already applied
 	metaUnparsable  = []byte("count.unparsable") // applied as unknown: payload no longer parses
 	metaCorrupt     = []byte("count.corrupt")    // messages that are not envelopes, skipped
+	metaParked      = []byte("count.parked")     // events that could not be folded, parked
 	metaNeedsAction = []byte("count.needsAction")
 	metaPhasePrefix = "count.phase." // + phase
 )

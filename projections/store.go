@@ -108,7 +108,15 @@ func (s *Store) initSchema(tx *bolt.Tx) error {
 		}
 		return tx.Bucket(bucketMeta).Put(metaSchema, u64(schemaVersion))
 	}
-	return s.checkSchema(tx)
+	if err := s.checkSchema(tx); err != nil {
+		return err
+	}
+	for _, name := range buckets {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("projections: create bucket %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 func (s *Store) checkSchema(tx *bolt.Tx) error {
@@ -120,7 +128,7 @@ func (s *Store) checkSchema(tx *bolt.Tx) error {
 		return fmt.Errorf("%w: %s has schema %d, this version reads %d", ErrSchema, s.path, v, schemaVersion)
 	}
 	for _, name := range buckets {
-		if tx.Bucket(name) == nil {
+		if tx.Bucket(name) == nil && !optional(name) {
 			return fmt.Errorf("%w: %s has no %s bucket", ErrSchema, s.path, name)
 		}
 	}
@@ -209,6 +217,9 @@ type Stats struct {
 	// Corrupt counts stream messages that are not envelopes; they are
 	// skipped.
 	Corrupt uint64
+	// Parked counts the events the projector could not fold (see
+	// Store.Parked).
+	Parked uint64
 	// Phases counts the transfers in each phase.
 	Phases map[engine.Phase]uint64
 	// NeedsAction counts the transfers that need the partner to act.
@@ -234,6 +245,7 @@ func (s *Store) Stats() (Stats, error) {
 		st.Duplicates = getU64(meta.Get(metaDuplicates))
 		st.Unparsable = getU64(meta.Get(metaUnparsable))
 		st.Corrupt = getU64(meta.Get(metaCorrupt))
+		st.Parked = getU64(meta.Get(metaParked))
 		st.NeedsAction = getU64(meta.Get(metaNeedsAction))
 		st.Phases = make(map[engine.Phase]uint64, len(engine.Phases))
 		for _, p := range engine.Phases {

@@ -386,6 +386,31 @@
       load();
     });
 
+    // Parked events: stored but not foldable (GET /v1/parked). Shown only
+    // when there are some.
+    async function loadParked() {
+      try {
+        const p = await api("/v1/parked?limit=20");
+        const panel = byId("parked-panel");
+        panel.hidden = !p.total;
+        if (!p.total) return;
+        byId("parked-count").textContent = p.total === 1 ? "1 event parked" : p.total + " events parked";
+        const body = byId("parked-rows");
+        clear(body);
+        for (const e of p.parked) {
+          body.append(el("tr", {},
+            el("td", { class: "num" }, String(e.seq)),
+            el("td", { class: "nowrap" }, el("a", { href: transferHref(e.transferId) }, e.transferId)),
+            el("td", {}, e.kind),
+            el("td", {}, clip(e.issuer || "", "mono")),
+            el("td", {}, e.reason)));
+        }
+      } catch (e) {
+        // The list itself reports errors; the panel stays as it was.
+      }
+    }
+    loadParked();
+
     // Live: rows on the page change in place; new transfers that match
     // appear at the top of the first page (the list is newest first). The
     // stream's open reloads the page, so nothing falls between the two.

@@ -1,0 +1,73 @@
+package engine_test
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/engine"
+)
+
+// Finding 10.A: a createdAt near the end of year 9999 made the 14-day
+// deadline overflow what JSON can write, and encoding the view panicked.
+func TestDeadlinesNeverUnrepresentable(t *testing.T) {
+	for _, at := range []time.Time{
+		time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
+		time.UnixMilli(3e14).UTC(), // year 11476
+		time.Date(-5, 1, 1, 0, 0, 0, 0, time.UTC),
+	} {
+		tr := engine.NewTransfer("t-1")
+		tr.Migration = &engine.Migration{MigrationID: "m", CreatedAt: at}
+		tr.CancellationRequested = true
+		tr.CancellationRequestedAt = &at
+		d := tr.Deadlines()
+		if d.TimesOutAt != nil || d.SettleBy != nil {
+			t.Errorf("createdAt %v: deadlines %v %v, want them omitted", at, d.TimesOutAt, d.SettleBy)
+		}
+		var err error
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("createdAt %v: encoding panicked: %v", at, r)
+				}
+			}()
+			_, err = json.Marshal(tr.View())
+		}()
+		if engine.Representable(at) && err != nil {
+			t.Errorf("createdAt %v: view does not encode: %v", at, err)
+		}
+		if _, err := tr.EncodeCanonical(); engine.Representable(at) != (err == nil) {
+			t.Errorf("createdAt %v: EncodeCanonical error %v", at, err)
+		}
+	}
+}
+
+func TestFoldIgnoresUnfoldableEvents(t *testing.T) {
+	base := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	events := lifecycle(t, base)
+	good := engine.Fold("t-2", events)
+	want := good.MarshalCanonical()
+
+	for _, createdAt := range []string{`"9999-12-31T23:59:59Z"`, `3e14`} {
+		bad := mustParse(t, engine.SourceForge, `{"eventType":"avi:ecosystem.migration:completed:export_phase","transferId":"t-2","messageId":"bad",`+
+			`"migrationDetails":{"migrationId":"m-1","createdAt":`+createdAt+`}}`)
+		bad.Issuer, bad.ReceivedAt = "install-1", base
+		if err := engine.Foldable(bad); !errors.Is(err, engine.ErrUnfoldable) {
+			t.Fatalf("createdAt %s: Foldable = %v, want ErrUnfoldable", createdAt, err)
+		}
+		tr := engine.Fold("t-2", append([]*engine.Event{bad}, events...))
+		got, err := tr.EncodeCanonical()
+		if err != nil {
+			t.Fatalf("createdAt %s: %v", createdAt, err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("createdAt %s: the unfoldable event changed the fold:\n got %s\nwant %s", createdAt, got, want)
+		}
+	}
+	for _, e := range events {
+		if err := engine.Foldable(e); err != nil {
+			t.Errorf("ordinary event %s: %v", e.ID, err)
+		}
+	}
+}
