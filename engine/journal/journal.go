@@ -367,7 +367,11 @@ func (j *Journal) Conn() *nats.Conn { return j.nc }
 
 // Tenants returns the transferd_tenants bucket.
 // With SyncAlways on the embedded server its writes return once on disk.
-func (j *Journal) Tenants() jetstream.KeyValue { return j.durableKV(j.tenants) }
+// Its Get reads from the bucket stream's leader, so that a tenant another
+// instance has just installed is found (see leaderKV).
+func (j *Journal) Tenants() jetstream.KeyValue {
+	return j.durableKV(leaderKV{j.tenants, j.nc, j.cfg.Timeout})
+}
 
 // Bindings returns the transferd_bindings bucket, like Tenants; see Bind.
 func (j *Journal) Bindings() jetstream.KeyValue { return j.durableKV(j.bindings) }
