@@ -2,6 +2,7 @@ package ingest_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -60,5 +61,96 @@ func TestRegistryGetSeesOtherInstance(t *testing.T) {
 	const n = writers * each
 	if misses := misses.Load(); misses > 0 {
 		t.Errorf("%d of %d tenants installed on instance a were not found by instance b", misses, n)
+	}
+}
+
+// TestRegistrySealsSecrets: with secrets keys, the raw bucket value holds
+// no shared secret; a registry with the wrong key refuses to open, saying
+// why; a plaintext record is read and sealed by Rekey; after a rotation
+// the old key still opens until Rekey seals every record with the new one.
+func TestRegistrySealsSecrets(t *testing.T) {
+	j := journaltest.Open(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	mustKeys := func(text string) *ingest.SecretKeys {
+		k, err := ingest.ParseSecretKeys(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	oldKey, newKey := ingest.NewSecretKey(), ingest.NewSecretKey()
+	raw := func(clientKey string) string {
+		e, err := j.Tenants().Get(ctx, clientKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(e.Value())
+	}
+
+	// A plaintext record, as stored before keys were configured.
+	plain, err := ingest.OpenRegistry(ctx, j.Tenants())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.Put(ctx, ingest.Tenant{ClientKey: "legacy", SharedSecret: "legacy-secret-123"}); err != nil {
+		t.Fatal(err)
+	}
+	plain.Close()
+
+	reg, err := ingest.OpenRegistry(ctx, j.Tenants(), ingest.WithSecretKeys(mustKeys(oldKey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := reg.SharedSecret(ctx, "legacy"); err != nil || string(s) != "legacy-secret-123" {
+		t.Fatalf("plaintext record: %q, %v", s, err)
+	}
+	if err := reg.Put(ctx, ingest.Tenant{ClientKey: "c1", SharedSecret: "top-secret-c1"}); err != nil {
+		t.Fatal(err)
+	}
+	if v := raw("c1"); strings.Contains(v, "top-secret-c1") || !strings.Contains(v, "sealedSecret") {
+		t.Errorf("stored record holds the secret: %s", v)
+	}
+	if n, err := reg.Rekey(ctx); err != nil || n != 1 {
+		t.Errorf("Rekey sealed %d records, %v; want the plaintext one", n, err)
+	}
+	if v := raw("legacy"); strings.Contains(v, "legacy-secret-123") {
+		t.Errorf("plaintext record not sealed by Rekey: %s", v)
+	}
+	reg.Close()
+
+	// The wrong key (or none) fails clearly.
+	for name, opts := range map[string][]ingest.RegistryOption{
+		"wrong key": {ingest.WithSecretKeys(mustKeys(newKey))},
+		"no key":    nil,
+	} {
+		_, err := ingest.OpenRegistry(ctx, j.Tenants(), opts...)
+		if !errors.Is(err, ingest.ErrSecretKey) {
+			t.Errorf("%s: OpenRegistry = %v, want ErrSecretKey", name, err)
+		}
+	}
+
+	// Rotation: the new key seals, the old one still opens; Rekey moves
+	// every record to the new key, after which the old key can go.
+	reg, err = ingest.OpenRegistry(ctx, j.Tenants(), ingest.WithSecretKeys(mustKeys(newKey+"\n"+oldKey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := reg.SharedSecret(ctx, "c1"); err != nil || string(s) != "top-secret-c1" {
+		t.Fatalf("after rotation: %q, %v", s, err)
+	}
+	if n, err := reg.Rekey(ctx); err != nil || n != 2 {
+		t.Errorf("Rekey after rotation: %d, %v; want 2", n, err)
+	}
+	reg.Close()
+	reg, err = ingest.OpenRegistry(ctx, j.Tenants(), ingest.WithSecretKeys(mustKeys(newKey)))
+	if err != nil {
+		t.Fatalf("new key alone after Rekey: %v", err)
+	}
+	defer reg.Close()
+	for ck, want := range map[string]string{"c1": "top-secret-c1", "legacy": "legacy-secret-123"} {
+		if s, err := reg.SharedSecret(ctx, ck); err != nil || string(s) != want {
+			t.Errorf("%s with the new key: %q, %v", ck, s, err)
+		}
 	}
 }
