@@ -280,6 +280,14 @@ func (r *Registry) Put(ctx context.Context, t Tenant) error {
 	return nil
 }
 
+// KeyID is the id of the key that seals secrets, "" without keys.
+func (r *Registry) KeyID() string {
+	if r.keys == nil {
+		return ""
+	}
+	return r.keys.Current()
+}
+
 // Rekey seals again, with the current key, every secret stored in
 // plaintext or with another key, and returns how many it rewrote. A record
 // written meanwhile by someone else is left as it is (it was sealed with
