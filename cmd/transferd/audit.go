@@ -2,12 +2,15 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"time"
+	"unicode/utf8"
 
 	"github.com/transferd/transferd/engine/journal"
 )
@@ -16,6 +19,10 @@ const auditAbout = `Export the MIGRATIONS stream as JSON Lines, one envelope per
 order, with its sequence and the payload bytes exactly as they were received:
 
   {"seq":N,"v":1,"id":…,"source":…,"kind":…,"transferId":…,"issuer":…,"receivedAt":…,"payload":<raw>}
+
+Every line is valid JSON. A payload that is not valid UTF-8 JSON on one line
+(invalid UTF-8, not JSON, or holding a line break) is written as
+"payload":null,"payloadBase64":"<the exact bytes, standard base64>" instead.
 
   transferd audit export [--transfer-id ID] [--migration-id ID] [--since T] [--until T] [--out FILE]
 
@@ -117,7 +124,9 @@ func runAudit(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 }
 
 // writeAuditLine writes env as one JSON line whose payload is the received
-// bytes, untouched.
+// bytes, untouched; bytes that would not keep the line valid JSON (invalid
+// UTF-8, not JSON, a line break) go in payloadBase64 instead, with a null
+// payload.
 func writeAuditLine(w *bufio.Writer, env journal.Envelope) error {
 	head, err := json.Marshal(struct {
 		Seq        uint64    `json:"seq"`
@@ -133,8 +142,20 @@ func writeAuditLine(w *bufio.Writer, env journal.Envelope) error {
 		return err
 	}
 	w.Write(head[:len(head)-1])
-	w.WriteString(`,"payload":`)
-	w.Write(env.Payload)
+	if rawPayloadOK(env.Payload) {
+		w.WriteString(`,"payload":`)
+		w.Write(env.Payload)
+	} else {
+		w.WriteString(`,"payload":null,"payloadBase64":"`)
+		w.WriteString(base64.StdEncoding.EncodeToString(env.Payload))
+		w.WriteByte('"')
+	}
 	_, err = w.WriteString("}\n")
 	return err
+}
+
+// rawPayloadOK reports whether p can be written verbatim into a JSON line:
+// non-empty, valid UTF-8, valid JSON, and on one line.
+func rawPayloadOK(p []byte) bool {
+	return len(p) > 0 && utf8.Valid(p) && json.Valid(p) && bytes.IndexAny(p, "\r\n") < 0
 }

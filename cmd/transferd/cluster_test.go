@@ -54,9 +54,10 @@ func TestClusterScaleOut(t *testing.T) {
 		token   = "cl-token-0123456789"
 		baseURL = "http://transferd.cluster.test"
 	)
+	keyFile := secretsKeyFile(t) // shared by every instance
 	serveArgs := func(data string) []string {
 		args := []string{"--nats-url", cl.urls(), "--replicas", "3", "--data", data,
-			"--api-token", token, "--base-url", baseURL}
+			"--api-token", token, "--base-url", baseURL, "--secrets-key-file", keyFile}
 		return append(args, keys.ServeFlags(simulator.DefaultAppARI)...)
 	}
 	clSetUp(t, cl.urls())

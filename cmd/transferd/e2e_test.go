@@ -299,7 +299,7 @@ func TestSimulateRetriesWhileNATSIsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { keys.Close() })
-	srv := startServe(t, append([]string{"--data", t.TempDir(), "--nats-url", url, "--append-timeout", "500ms"}, keys.ServeFlags(simulator.DefaultAppARI)...)...)
+	srv := startServe(t, append([]string{"--data", t.TempDir(), "--nats-url", url, "--append-timeout", "500ms", "--secrets-key-file", secretsKeyFile(t)}, keys.ServeFlags(simulator.DefaultAppARI)...)...)
 
 	ns.Shutdown()
 	ns.WaitForShutdown()

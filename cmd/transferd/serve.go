@@ -84,11 +84,16 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 		return err
 	}
 	defer j.Close()
-	tenants, err := ingest.OpenRegistry(ctx, j.Tenants())
+	tenants, err := c.store.openRegistry(ctx, j, getenv, log)
 	if err != nil {
 		return err
 	}
 	defer tenants.Close()
+	if n, err := tenants.Rekey(ctx); err != nil {
+		log.Warn("could not seal every tenant's secret with the current key", "err", err)
+	} else if n > 0 {
+		log.Info("sealed tenants' shared secrets with the current secrets key", "tenants", n)
+	}
 
 	tokens, err := loadTokens(c.apiTokens, c.apiTokenFile)
 	if err != nil {

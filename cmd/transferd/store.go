@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/transferd/transferd/engine/journal"
+	"github.com/transferd/transferd/ingest"
 )
 
 // storeFlags are the flags that say where the journal and the projection
@@ -27,6 +28,8 @@ type storeFlags struct {
 	natsListen string
 	replicas   int
 	sync       syncMode
+	// secretsKeyFile holds the keys tenants' shared secrets are sealed with.
+	secretsKeyFile string
 }
 
 func (s *storeFlags) register(fs *flag.FlagSet) {
@@ -39,6 +42,10 @@ func (s *storeFlags) register(fs *flag.FlagSet) {
 		"(concurrent events share one sync by group commit), so that a 200 survives a power cut; or interval,\n"+
 		"every 2 minutes: a host crash or power cut then loses acknowledged events. With --nats-url the\n"+
 		"server's own sync policy applies (see docs/durability.md)")
+	fs.StringVar(&s.secretsKeyFile, "secrets-key-file", "", "`file` of the keys that seal tenants' shared secrets at rest: base64 or hex, 32 bytes,\n"+
+		"one a line; the first seals, the others only open (rotation). Or the keys themselves, comma-separated,\n"+
+		"in TRANSFERD_SECRETS_KEY. Neither: with the embedded NATS a key is generated into <data>/secrets.key;\n"+
+		"with --nats-url one is required (every instance must share it)")
 }
 
 // syncMode is --sync: always or interval.
@@ -103,4 +110,101 @@ func (s *storeFlags) openJournal(ctx context.Context, log *slog.Logger) (*journa
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// secretsKeyEnv holds the secrets keys themselves, comma-separated: the
+// alternative to --secrets-key-file.
+const secretsKeyEnv = "TRANSFERD_SECRETS_KEY"
+
+// defaultSecretsKeyFile is where a secrets key is generated for the
+// embedded NATS: in --data, beside (not in) the NATS store.
+func (s *storeFlags) defaultSecretsKeyFile() string { return filepath.Join(s.data, "secrets.key") }
+
+// secretKeys loads the keys tenants' secrets are sealed with: from
+// TRANSFERD_SECRETS_KEY or --secrets-key-file, or for the embedded NATS from
+// <data>/secrets.key, generated (0600) when missing.
+func (s *storeFlags) secretKeys(getenv env, log *slog.Logger) (*ingest.SecretKeys, error) {
+	fromEnv := getenv(secretsKeyEnv)
+	file := s.secretsKeyFile
+	switch {
+	case fromEnv != "" && file != "":
+		return nil, usageError(secretsKeyEnv + " and --secrets-key-file: give one")
+	case fromEnv != "":
+		k, err := ingest.ParseSecretKeys(fromEnv)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", secretsKeyEnv, err)
+		}
+		return k, nil
+	case file == "" && s.natsURL != "":
+		return nil, usageError("--nats-url needs --secrets-key-file or " + secretsKeyEnv +
+			": every instance on the NATS must seal tenants' secrets with the same key")
+	case file == "":
+		file = s.defaultSecretsKeyFile()
+		f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		switch {
+		case err == nil:
+			_, err = fmt.Fprintf(f, "# transferd secrets key: seals tenants' shared secrets in the NATS store.\n%s\n", ingest.NewSecretKey())
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err == nil {
+				err = syncFile(file)
+			}
+			if err != nil {
+				os.Remove(file)
+				return nil, fmt.Errorf("generate secrets key: %w", err)
+			}
+			log.Warn("generated a secrets key for tenants' shared secrets; in production keep it outside the data directory (--secrets-key-file)",
+				"file", file)
+		case !errors.Is(err, os.ErrExist):
+			return nil, fmt.Errorf("generate secrets key: %w", err)
+		}
+	}
+	b, err := readPrivateFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("secrets key: %w", err)
+	}
+	k, err := ingest.ParseSecretKeys(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("secrets key %s: %w", file, err)
+	}
+	return k, nil
+}
+
+// readPrivateFile reads a file of keys, refusing one that others can read.
+func readPrivateFile(name string) ([]byte, error) {
+	fi, err := os.Stat(name)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s is readable by others (mode %v): chmod 600 it", name, fi.Mode().Perm())
+	}
+	return os.ReadFile(name)
+}
+
+// syncFile makes name and its directory entry durable.
+func syncFile(name string) error {
+	for _, p := range []string{name, filepath.Dir(name)} {
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openRegistry opens the tenant registry on j, sealing secrets with the
+// configured keys.
+func (s *storeFlags) openRegistry(ctx context.Context, j *journal.Journal, getenv env, log *slog.Logger) (*ingest.Registry, error) {
+	keys, err := s.secretKeys(getenv, log)
+	if err != nil {
+		return nil, err
+	}
+	return ingest.OpenRegistry(ctx, j.Tenants(), ingest.WithSecretKeys(keys))
 }

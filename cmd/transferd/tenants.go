@@ -22,6 +22,12 @@ const tenantsAbout = `Manage Connect tenants (installations) without the lifecyc
                         [--tenant-base-url URL] [--product-type jira|confluence] [--force]
   transferd tenants list [--json]
   transferd tenants remove --client-key KEY
+  transferd tenants rekey
+
+Shared secrets are stored sealed with the secrets key (--secrets-key-file or
+TRANSFERD_SECRETS_KEY; see docs/security.md). To rotate it, put the new key
+first in the key file and keep the old one below it, run tenants rekey (serve
+also does on start), then drop the old key.
 
 add checks what it stores: the shared secret has at least 32 bytes (an
 HS256 key), the base URL is https (http only on loopback, for tests), the
@@ -34,11 +40,11 @@ point --nats-url at the NATS serve uses). Secrets are never printed.`
 
 func runTenants(ctx context.Context, args []string, getenv env, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		fs := newFlags("tenants add|list|remove", tenantsAbout, stderr)
+		fs := newFlags("tenants add|list|remove|rekey", tenantsAbout, stderr)
 		if err := parse(fs, args, getenv); err != nil {
 			return err
 		}
-		return usageError("tenants: want add, list or remove")
+		return usageError("tenants: want add, list, remove or rekey")
 	}
 	sub, args := args[0], args[1:]
 	fs := newFlags("tenants "+sub, tenantsAbout, stderr)
@@ -58,13 +64,14 @@ func runTenants(ctx context.Context, args []string, getenv env, stdin io.Reader,
 		fs.BoolVar(&asJSON, "json", false, "print JSON instead of a table")
 	case "remove":
 		fs.StringVar(&clientKey, "client-key", "", "the installation's `clientKey` (required)")
+	case "rekey":
 	default:
-		return usageError(fmt.Sprintf("tenants: unknown subcommand %q (want add, list or remove)", sub))
+		return usageError(fmt.Sprintf("tenants: unknown subcommand %q (want add, list, remove or rekey)", sub))
 	}
 	if err := parse(fs, args, getenv); err != nil {
 		return err
 	}
-	if sub != "list" && clientKey == "" {
+	if sub != "list" && sub != "rekey" && clientKey == "" {
 		return usageError("tenants " + sub + ": --client-key is required")
 	}
 	if fs.NArg() > 0 {
@@ -86,7 +93,7 @@ func runTenants(ctx context.Context, args []string, getenv env, stdin io.Reader,
 		return err
 	}
 	defer j.Close()
-	reg, err := ingest.OpenRegistry(ctx, j.Tenants())
+	reg, err := store.openRegistry(ctx, j, getenv, log)
 	if err != nil {
 		return err
 	}
@@ -122,6 +129,12 @@ func runTenants(ctx context.Context, args []string, getenv env, stdin io.Reader,
 		fmt.Fprintf(stdout, "tenant %s removed\n", clientKey)
 	case "list":
 		return printTenants(stdout, reg.List(), asJSON)
+	case "rekey":
+		n, err := reg.Rekey(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%d tenants' secrets sealed again with key %s\n", n, reg.KeyID())
 	}
 	return nil
 }

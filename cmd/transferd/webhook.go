@@ -94,7 +94,7 @@ func runWebhook(ctx context.Context, args []string, getenv env, _ io.Reader, std
 		c.endpoints = listFlag{ep}
 	}
 
-	tenant, err := c.lookupTenant(ctx, stderr)
+	tenant, err := c.lookupTenant(ctx, getenv, stderr)
 	if err != nil {
 		return err
 	}
@@ -158,14 +158,14 @@ func runWebhook(ctx context.Context, args []string, getenv env, _ io.Reader, std
 
 // lookupTenant reads the tenant from the registry and closes the journal
 // again: the site may be slow, and nothing else needs NATS.
-func (c *webhookConfig) lookupTenant(ctx context.Context, stderr io.Writer) (ingest.Tenant, error) {
+func (c *webhookConfig) lookupTenant(ctx context.Context, getenv env, stderr io.Writer) (ingest.Tenant, error) {
 	log, _ := newLogger(stderr, "warn")
 	j, err := c.store.openJournal(ctx, log)
 	if err != nil {
 		return ingest.Tenant{}, err
 	}
 	defer j.Close()
-	reg, err := ingest.OpenRegistry(ctx, j.Tenants())
+	reg, err := c.store.openRegistry(ctx, j, getenv, log)
 	if err != nil {
 		return ingest.Tenant{}, err
 	}

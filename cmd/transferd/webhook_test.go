@@ -184,6 +184,8 @@ func TestWebhookExternalNATS(t *testing.T) {
 			return "hand-added"
 		case "TRANSFERD_BASE_URL":
 			return "https://app.example.com"
+		case "TRANSFERD_SECRETS_KEY":
+			return testSecretsKey
 		}
 		return ""
 	}

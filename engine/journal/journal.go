@@ -124,7 +124,9 @@ type Journal struct {
 
 // Open connects to the journal, starting the embedded server when
 // cfg.URL is empty, and ensures the streams and buckets exist with the
-// configuration of DESIGN §5 (updating them if they differ). Opening again
+// configuration of DESIGN §5: it creates what is missing and updates only
+// the settings transferd owns, keeping an operator's limits (see
+// ensureStream). Opening again
 // after Close on the same data directory, or alongside other journals on
 // the same NATS, is safe; a data directory another open journal uses is
 // ErrInUse. Failures to reach NATS wrap ErrUnavailable.
@@ -185,7 +187,7 @@ func (j *Journal) setup(ctx context.Context) error {
 	if err != nil {
 		return setupErr(StreamEvents, err)
 	}
-	j.events, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	j.events, err = j.ensureStream(ctx, jetstream.StreamConfig{
 		Name:               StreamEvents,
 		Description:        "transferd migration events: the source of truth",
 		Subjects:           []string{eventsPrefix + ">"},
@@ -207,7 +209,7 @@ func (j *Journal) setup(ctx context.Context) error {
 	if r, err = j.replicas(ctx, StreamTransfers); err != nil {
 		return setupErr(StreamTransfers, err)
 	}
-	transfers, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	transfers, err := j.ensureStream(ctx, jetstream.StreamConfig{
 		Name:               StreamTransfers,
 		Description:        "transferd transfer states after each change",
 		Subjects:           []string{transfersPrefix + ">"},
@@ -224,7 +226,7 @@ func (j *Journal) setup(ctx context.Context) error {
 	if r, err = j.replicas(ctx, "KV_"+BucketTenants); err != nil {
 		return setupErr(BucketTenants, err)
 	}
-	j.tenants, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	j.tenants, err = j.ensureKV(ctx, jetstream.KeyValueConfig{
 		Bucket:      BucketTenants,
 		Description: "transferd Connect installations by clientKey",
 		History:     1,
@@ -237,7 +239,7 @@ func (j *Journal) setup(ctx context.Context) error {
 	if r, err = j.replicas(ctx, "KV_"+BucketBindings); err != nil {
 		return setupErr(BucketBindings, err)
 	}
-	j.bindings, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	j.bindings, err = j.ensureKV(ctx, jetstream.KeyValueConfig{
 		Bucket:      BucketBindings,
 		Description: "transferd transfer id to the issuer that first sent it",
 		History:     1,
@@ -365,7 +367,11 @@ func (j *Journal) Conn() *nats.Conn { return j.nc }
 
 // Tenants returns the transferd_tenants bucket.
 // With SyncAlways on the embedded server its writes return once on disk.
-func (j *Journal) Tenants() jetstream.KeyValue { return j.durableKV(j.tenants) }
+// Its Get reads from the bucket stream's leader, so that a tenant another
+// instance has just installed is found (see leaderKV).
+func (j *Journal) Tenants() jetstream.KeyValue {
+	return j.durableKV(leaderKV{j.tenants, j.nc, j.cfg.Timeout})
+}
 
 // Bindings returns the transferd_bindings bucket, like Tenants; see Bind.
 func (j *Journal) Bindings() jetstream.KeyValue { return j.durableKV(j.bindings) }

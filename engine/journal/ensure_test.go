@@ -1,0 +1,60 @@
+package journal_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/transferd/transferd/engine/journal"
+	"github.com/transferd/transferd/engine/journal/journaltest"
+)
+
+// TestOpenKeepsOperatorLimits: limits an operator set on the streams and a
+// bucket through the JetStream API survive reopening the journal, while a
+// setting transferd owns that was changed is put back.
+func TestOpenKeepsOperatorLimits(t *testing.T) {
+	dir := t.TempDir()
+	j := journaltest.OpenConfig(t, journal.Config{DataDir: dir})
+	ctx := testContext(t)
+	js := j.JetStream()
+	set := func(name string, change func(*jetstream.StreamConfig)) {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := s.CachedInfo().Config
+		change(&cfg)
+		if _, err := js.UpdateStream(ctx, cfg); err != nil {
+			t.Fatalf("update %s: %v", name, err)
+		}
+	}
+	set(journal.StreamEvents, func(c *jetstream.StreamConfig) {
+		c.MaxBytes, c.MaxAge, c.MaxMsgs = 1<<30, 90*24*time.Hour, 1_000_000
+		c.Duplicates = time.Minute // owned by transferd: put back
+	})
+	set(journal.StreamTransfers, func(c *jetstream.StreamConfig) { c.MaxAge = 30 * 24 * time.Hour })
+	set("KV_"+journal.BucketTenants, func(c *jetstream.StreamConfig) { c.MaxBytes = 64 << 20 })
+	j.Close()
+
+	j = journaltest.OpenConfig(t, journal.Config{DataDir: dir})
+	js = j.JetStream()
+	get := func(name string) jetstream.StreamConfig {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.CachedInfo().Config
+	}
+	if c := get(journal.StreamEvents); c.MaxBytes != 1<<30 || c.MaxAge != 90*24*time.Hour || c.MaxMsgs != 1_000_000 {
+		t.Errorf("%s limits after reopening: MaxBytes %d, MaxAge %v, MaxMsgs %d", journal.StreamEvents, c.MaxBytes, c.MaxAge, c.MaxMsgs)
+	} else if c.Duplicates != 2*time.Minute || !c.DenyDelete || !c.DenyPurge {
+		t.Errorf("%s owned settings not restored: %+v", journal.StreamEvents, c)
+	}
+	if c := get(journal.StreamTransfers); c.MaxAge != 30*24*time.Hour {
+		t.Errorf("%s MaxAge after reopening: %v", journal.StreamTransfers, c.MaxAge)
+	}
+	if c := get("KV_" + journal.BucketTenants); c.MaxBytes != 64<<20 {
+		t.Errorf("tenants bucket MaxBytes after reopening: %d", c.MaxBytes)
+	}
+}
