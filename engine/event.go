@@ -74,6 +74,10 @@ type Event struct {
 	Issuer     string
 	ReceivedAt time.Time
 	Seq        uint64 // stream sequence; zero until the event is read back
+	// Unparsable, when set, says why a stored payload no longer parses (it
+	// was stored before the parser refused it); such an event is not
+	// Foldable.
+	Unparsable string
 
 	OriginalTransferID string     // set on every event of a re-run
 	Migration          *Migration // nil when the payload has no migrationDetails

@@ -126,6 +126,9 @@ var ErrUnfoldable = errors.New("engine: event cannot be folded")
 // of events. Apply ignores an event that is not foldable; the projector
 // parks it instead (keeps it aside, visible, and goes on).
 func Foldable(e *Event) error {
+	if e.Unparsable != "" {
+		return fmt.Errorf("%w: payload no longer parses: %s", ErrUnfoldable, e.Unparsable)
+	}
 	if !e.ReceivedAt.IsZero() && deadline(e.ReceivedAt, CancellationGrace) == nil {
 		return fmt.Errorf("%w: receivedAt %s is out of range", ErrUnfoldable, e.ReceivedAt.UTC().Format(time.RFC3339Nano))
 	}

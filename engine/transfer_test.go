@@ -49,9 +49,12 @@ func TestFoldIgnoresUnfoldableEvents(t *testing.T) {
 	good := engine.Fold("t-2", events)
 	want := good.MarshalCanonical()
 
-	for _, createdAt := range []string{`"9999-12-31T23:59:59Z"`, `3e14`} {
+	// The parser refuses such times now; events stored before it did still
+	// carry them.
+	for _, createdAt := range []time.Time{time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC), time.UnixMilli(3e14).UTC()} {
 		bad := mustParse(t, engine.SourceForge, `{"eventType":"avi:ecosystem.migration:completed:export_phase","transferId":"t-2","messageId":"bad",`+
-			`"migrationDetails":{"migrationId":"m-1","createdAt":`+createdAt+`}}`)
+			`"migrationDetails":{"migrationId":"m-1","createdAt":"2026-01-01T00:00:00Z"}}`)
+		bad.Migration.CreatedAt = createdAt
 		bad.Issuer, bad.ReceivedAt = "install-1", base
 		if err := engine.Foldable(bad); !errors.Is(err, engine.ErrUnfoldable) {
 			t.Fatalf("createdAt %s: Foldable = %v, want ErrUnfoldable", createdAt, err)

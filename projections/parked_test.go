@@ -22,10 +22,14 @@ func hostileEvents(t *testing.T, j *journal.Journal) (parked []uint64) {
 	details := `"migrationDetails":{"migrationId":"m-1","migrationScopeId":"s","name":"n","createdAt":%s,"cloudUrl":"https://a.atlassian.net"}`
 	ev := func(id, tid, kind, createdAt string, i int) *engine.Event {
 		body := `{"eventType":"` + kind + `","transferId":"` + tid + `","messageId":"` + id + `"`
-		if createdAt != "" {
-			body += "," + strings.Replace(details, "%s", createdAt, 1)
+		if createdAt == "" {
+			return event(t, engine.SourceConnect, body+"}", at.Add(time.Duration(i)*time.Second))
 		}
-		return event(t, engine.SourceConnect, body+"}", at.Add(time.Duration(i)*time.Second))
+		// Parse a plausible twin and store the hostile bytes, as if
+		// stored before ingest refused such times.
+		e := event(t, engine.SourceConnect, body+","+strings.Replace(details, "%s", `"2026-01-01T00:00:00Z"`, 1)+"}", at.Add(time.Duration(i)*time.Second))
+		e.Payload = []byte(body + "," + strings.Replace(details, "%s", createdAt, 1) + "}")
+		return e
 	}
 	mustAppend(t, j, ev("a1", "t-1", "listener-triggered", `"2026-01-01T00:00:00Z"`, 0))
 	parked = append(parked, mustAppend(t, j, ev("bad1", "t-1", "export-phase-completed", `"9999-12-31T23:59:59Z"`, 1)))

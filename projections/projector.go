@@ -536,7 +536,7 @@ func (p *Projector) next(ctx context.Context, r *journal.Reader) (*batch, error)
 	})
 	for i, e := range b.events {
 		if bad[i] {
-			p.log.Warn("projections: payload no longer parses; applying it as an unknown event",
+			p.log.Warn("projections: payload no longer parses; parking it",
 				"seq", e.Seq, "transferId", e.TransferID, "id", e.ID)
 			b.unparsable = append(b.unparsable, e.Seq)
 		}

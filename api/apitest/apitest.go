@@ -270,7 +270,21 @@ func Event(tb testing.TB, s Spec) *engine.Event {
 		b.WriteString("," + s.Extra)
 	}
 	b.WriteString("}")
-	ev, err := engine.Parse(engine.SourceConnect, []byte(b.String()))
+	payload := b.String()
+	if s.CreatedAt.Before(engine.MinCreatedAt) || !s.CreatedAt.Before(engine.MaxCreatedAt) {
+		// A time ingest refuses: build the event from a plausible one and
+		// keep the hostile bytes, as if stored before ingest refused them.
+		plausible := strings.Replace(payload, fmt.Sprintf(`"createdAt":%d`, s.CreatedAt.UnixMilli()),
+			fmt.Sprintf(`"createdAt":%d`, Epoch.UnixMilli()), 1)
+		ev, err := engine.Parse(engine.SourceConnect, []byte(plausible))
+		if err != nil {
+			tb.Fatalf("engine.Parse: %v", err)
+		}
+		ev.Payload = []byte(payload)
+		ev.Issuer, ev.ReceivedAt = s.Issuer, s.ReceivedAt
+		return ev
+	}
+	ev, err := engine.Parse(engine.SourceConnect, []byte(payload))
 	if err != nil {
 		tb.Fatalf("engine.Parse: %v", err)
 	}

@@ -38,6 +38,7 @@ type serveConfig struct {
 	apiTokenFile         string
 	maxBody              int64
 	appendTimeout        time.Duration
+	maxStreams           int
 	logLevel             string
 	logFormat            string
 	accessLog            bool
@@ -58,6 +59,7 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 	fs.StringVar(&c.apiTokenFile, "api-token-file", "", "`file` with query API tokens, one per line")
 	fs.Int64Var(&c.maxBody, "max-body", 1<<20, "largest request body accepted, in `bytes`")
 	fs.DurationVar(&c.appendTimeout, "append-timeout", 3*time.Second, "longest wait for the journal's acknowledgement before answering 503")
+	fs.IntVar(&c.maxStreams, "max-streams", api.DefaultMaxStreams, "most open GET /v1/stream responses (each holds a JetStream consumer); beyond it 503 with Retry-After")
 	fs.StringVar(&c.store.natsListen, "nats-listen", "", "also expose the embedded NATS on this `host:port` (e.g. 127.0.0.1:4222) for importers'\nJetStream consumers on the same host; it has no authentication, so keep it on loopback")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text (key=value) or json (one object a line)")
@@ -136,7 +138,7 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 	if err != nil {
 		return err
 	}
-	query, err := api.New(api.Config{Tokens: tokens, Journal: j, Store: store, Logger: log, Metrics: metrics, Context: hctx})
+	query, err := api.New(api.Config{Tokens: tokens, Journal: j, Store: store, Logger: log, Metrics: metrics, Context: hctx, MaxStreams: c.maxStreams})
 	if err != nil {
 		return err
 	}

@@ -154,7 +154,13 @@ func (s *storeFlags) secretKeys(getenv env, log *slog.Logger) (*ingest.SecretKey
 				os.Remove(file)
 				return nil, fmt.Errorf("generate secrets key: %w", err)
 			}
-			log.Warn("generated a secrets key for tenants' shared secrets; in production keep it outside the data directory (--secrets-key-file)",
+			// A note, not an alarm, where notes are shown (serve); a
+			// command that shows only warnings still says it.
+			level := slog.LevelInfo
+			if !log.Enabled(context.Background(), level) {
+				level = slog.LevelWarn
+			}
+			log.Log(context.Background(), level, "generated a secrets key for tenants' shared secrets (development default); in production keep it outside the data directory (--secrets-key-file)",
 				"file", file)
 		case !errors.Is(err, os.ErrExist):
 			return nil, fmt.Errorf("generate secrets key: %w", err)

@@ -181,7 +181,7 @@ func (e *Envelope) check() error {
 func (e Envelope) Event() (*engine.Event, error) {
 	ev, err := engine.Reparse(e.Source, e.Payload, e.ID)
 	if err != nil {
-		ev = &engine.Event{Kind: engine.KindUnknown, Payload: e.Payload}
+		ev = &engine.Event{Kind: engine.KindUnknown, Payload: e.Payload, Unparsable: err.Error()}
 		err = fmt.Errorf("%w: event %s (seq %d): %w", ErrUnparsable, e.ID, e.Seq, err)
 	}
 	ev.ID = e.ID
