@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,8 +18,10 @@ import (
 )
 
 // TestImporterOverNATSListen is the README's importer: with serve
-// --nats-listen, a plain JetStream consumer in another process follows one
-// phase of the TRANSFERS feed.
+// --nats-listen, a plain JetStream consumer in another process, with the
+// credentials serve generated under --data, follows one phase of the
+// TRANSFERS feed; an anonymous connection is refused, and the importer
+// cannot read the tenants bucket.
 func TestImporterOverNATSListen(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -29,7 +34,8 @@ func TestImporterOverNATSListen(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { keys.Close() })
-	srv := startServe(t, append([]string{"--data", t.TempDir(), "--nats-listen", addr}, keys.ServeFlags(simulator.DefaultAppARI)...)...)
+	data := t.TempDir()
+	srv := startServe(t, append([]string{"--data", data, "--nats-listen", addr}, keys.ServeFlags(simulator.DefaultAppARI)...)...)
 
 	res, err := simulator.Run(context.Background(), simulator.Config{
 		Target: srv.url, KeyServer: keys, Transfers: 40, Concurrency: 8, Seed: 7, Timeout: 30 * time.Second,
@@ -50,9 +56,23 @@ func TestImporterOverNATSListen(t *testing.T) {
 		t.Fatal("the workload settled no transfer")
 	}
 
-	nc, err := nats.Connect("nats://" + addr)
+	if nc, err := nats.Connect("nats://" + addr); err == nil {
+		nc.Close()
+		t.Fatal("an anonymous connection to --nats-listen was accepted")
+	}
+	users, err := os.ReadFile(filepath.Join(data, "nats-users"))
 	if err != nil {
-		t.Fatalf("connect to --nats-listen %s: %v", addr, err)
+		t.Fatal(err)
+	}
+	var user, pass string
+	for _, line := range strings.Split(string(users), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && !strings.HasPrefix(f[0], "#") {
+			user, pass = f[0], f[1]
+		}
+	}
+	nc, err := nats.Connect("nats://"+addr, nats.UserInfo(user, pass))
+	if err != nil {
+		t.Fatalf("connect to --nats-listen %s as %q: %v", addr, user, err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
@@ -87,5 +107,10 @@ func TestImporterOverNATSListen(t *testing.T) {
 	}
 	if len(got) != len(settled) {
 		t.Errorf("consumer saw %d settled transfers of %d", len(got), len(settled))
+	}
+	kctx, kcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer kcancel()
+	if _, err := js.KeyValue(kctx, "transferd_tenants"); err == nil {
+		t.Error("the importer opened the tenants bucket")
 	}
 }

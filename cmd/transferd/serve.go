@@ -42,6 +42,7 @@ type serveConfig struct {
 	logLevel             string
 	logFormat            string
 	accessLog            bool
+	natsUsersFile        string
 }
 
 func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdout, stderr io.Writer) error {
@@ -60,7 +61,8 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 	fs.Int64Var(&c.maxBody, "max-body", 1<<20, "largest request body accepted, in `bytes`")
 	fs.DurationVar(&c.appendTimeout, "append-timeout", 3*time.Second, "longest wait for the journal's acknowledgement before answering 503")
 	fs.IntVar(&c.maxStreams, "max-streams", api.DefaultMaxStreams, "most open GET /v1/stream responses (each holds a JetStream consumer); beyond it 503 with Retry-After")
-	fs.StringVar(&c.store.natsListen, "nats-listen", "", "also expose the embedded NATS on this `host:port` (e.g. 127.0.0.1:4222) for importers'\nJetStream consumers on the same host; it has no authentication, so keep it on loopback")
+	fs.StringVar(&c.store.natsListen, "nats-listen", "", "also expose the embedded NATS on this `host:port` (e.g. 127.0.0.1:4222) for importers'\nJetStream pull consumers of MIGRATIONS and TRANSFERS, to the users of --nats-users-file only;\nkeep it on loopback (no TLS)")
+	fs.StringVar(&c.natsUsersFile, "nats-users-file", "", "`file` of the importers allowed on --nats-listen: \"<user> <password or bcrypt hash>\" or a user\nnkey (U…), one a line (default <data>/nats-users, generated with one user, importer)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text (key=value) or json (one object a line)")
 	fs.BoolVar(&c.accessLog, "access-log", false, "log every HTTP request at info: method, path, status, bytes, duration, remote address")
@@ -81,6 +83,14 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 		c.baseURL = "http://" + ln.Addr().String()
 	}
 
+	if c.store.natsListen != "" {
+		if c.store.natsURL != "" {
+			return usageError("--nats-listen exposes the embedded NATS: it does not go with --nats-url")
+		}
+		if c.store.listenUsers, err = c.store.loadListenUsers(c.natsUsersFile, log); err != nil {
+			return err
+		}
+	}
 	j, err := c.store.openJournal(ctx, log)
 	if err != nil {
 		return err
@@ -165,7 +175,7 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	if u := j.ClientURL(); u != "" && c.store.natsURL == "" {
-		log.Info("embedded NATS listening", "url", u)
+		log.Info("embedded NATS listening for importers", "url", u, "users", len(c.store.listenUsers))
 	}
 	log.Info("serving", "addr", "http://"+ln.Addr().String(), "baseUrl", c.baseURL, "connectPath", c.connectPath,
 		"forge", c.forgeARI != "", "journal", c.store.describe())

@@ -24,10 +24,12 @@ type storeFlags struct {
 	data      string
 	natsURL   string
 	natsCreds string
-	// natsListen exposes the embedded NATS on TCP (serve only).
-	natsListen string
-	replicas   int
-	sync       syncMode
+	// natsListen exposes the embedded NATS on TCP (serve only), to
+	// listenUsers.
+	natsListen  string
+	listenUsers []journal.ListenUser
+	replicas    int
+	sync        syncMode
 	// secretsKeyFile holds the keys tenants' shared secrets are sealed with.
 	secretsKeyFile string
 }
@@ -87,7 +89,7 @@ func (s *storeFlags) openJournal(ctx context.Context, log *slog.Logger) (*journa
 	if err := os.MkdirAll(s.data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	cfg := journal.Config{URL: s.natsURL, DataDir: s.data, Listen: s.natsListen, Replicas: s.replicas, Logger: log,
+	cfg := journal.Config{URL: s.natsURL, DataDir: s.data, Listen: s.natsListen, ListenUsers: s.listenUsers, Replicas: s.replicas, Logger: log,
 		SyncAlways: s.sync != syncInterval}
 	if s.natsCreds != "" {
 		cfg.Options = append(cfg.Options, nats.UserCredentials(s.natsCreds))
@@ -213,4 +215,59 @@ func (s *storeFlags) openRegistry(ctx context.Context, j *journal.Journal, geten
 		return nil, err
 	}
 	return ingest.OpenRegistry(ctx, j.Tenants(), ingest.WithSecretKeys(keys))
+}
+
+// defaultNATSUsersFile is where serve --nats-listen generates an importer's
+// credentials when no --nats-users-file is given.
+func (s *storeFlags) defaultNATSUsersFile() string { return filepath.Join(s.data, "nats-users") }
+
+// loadListenUsers reads the importers allowed on --nats-listen from file:
+// one a line, "<user> <password>" (the password plaintext or a bcrypt
+// hash, $2a$…) or a user nkey's public key (U…); blank lines and lines
+// starting with # are skipped. Without a file, it uses <data>/nats-users,
+// generating it (0600) with one user, importer, and a random password.
+func (s *storeFlags) loadListenUsers(file string, log *slog.Logger) ([]journal.ListenUser, error) {
+	if file == "" {
+		file = s.defaultNATSUsersFile()
+		f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		switch {
+		case err == nil:
+			_, err = fmt.Fprintf(f, "# transferd serve --nats-listen: importers, \"<user> <password>\" or a user nkey, one a line.\nimporter %s\n",
+				strings.TrimRight(ingest.NewSecretKey(), "="))
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err == nil {
+				err = syncFile(file)
+			}
+			if err != nil {
+				os.Remove(file)
+				return nil, fmt.Errorf("generate --nats-users-file: %w", err)
+			}
+			log.Warn("generated credentials for importers on the embedded NATS: user importer, password in the file", "file", file)
+		case !errors.Is(err, os.ErrExist):
+			return nil, fmt.Errorf("generate --nats-users-file: %w", err)
+		}
+	}
+	b, err := readPrivateFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--nats-users-file: %w", err)
+	}
+	var users []journal.ListenUser
+	for i, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 0 || strings.HasPrefix(f[0], "#"):
+		case len(f) == 1 && strings.HasPrefix(f[0], "U"):
+			users = append(users, journal.ListenUser{Nkey: f[0]})
+		case len(f) == 2:
+			users = append(users, journal.ListenUser{Name: f[0], Password: f[1]})
+		default:
+			return nil, fmt.Errorf("--nats-users-file %s:%d: want \"<user> <password>\" or a user nkey", file, i+1)
+		}
+	}
+	if len(users) == 0 {
+		return nil, fmt.Errorf("--nats-users-file %s: no user", file)
+	}
+	return users, nil
 }

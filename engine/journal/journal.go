@@ -30,9 +30,15 @@ type Config struct {
 	// <DataDir>/nats (created 0700). Required when URL is empty.
 	DataDir string
 	// Listen, when set, also exposes the embedded server on this TCP
-	// host:port (port 0 picks a free one; see ClientURL). There is no
-	// authentication: keep it on loopback.
+	// host:port (port 0 picks a free one; see ClientURL), to the
+	// ListenUsers only, and to them only for reading MIGRATIONS and
+	// TRANSFERS through pull consumers: they are in an account of their own
+	// that imports nothing else (no bucket, no subject to publish events
+	// on). Keep it on loopback all the same: the connection is not TLS.
 	Listen string
+	// ListenUsers are the importers allowed on Listen; Open fails with
+	// Listen and none.
+	ListenUsers []ListenUser
 	// SyncAlways makes every write to the embedded server durable (synced
 	// to disk) before it is acknowledged, so that an acknowledged append
 	// survives a host crash or power cut; concurrent appends share the
@@ -116,6 +122,7 @@ type Journal struct {
 	// with GroupCommitSync, syncer makes the streams' writes durable.
 	appends, feed *committer
 	syncer        *syncer
+	gate          *consumerGate // importers' consumer creations, with Listen
 	stats         commitCounters
 	durability    Durability
 
@@ -154,6 +161,9 @@ func Open(ctx context.Context, cfg Config) (*Journal, error) {
 		}
 		j.srv = srv
 		opts = append(opts, nats.InProcessServer(srv))
+		if srv.auth != nil {
+			opts = append(opts, nats.UserInfo(internalUser, srv.auth.internalPass))
+		}
 	} else {
 		opts = append(opts, cfg.Options...)
 	}
@@ -167,6 +177,12 @@ func Open(ctx context.Context, cfg Config) (*Journal, error) {
 	if err := j.setup(ctx); err != nil {
 		j.Close()
 		return nil, err
+	}
+	if j.srv != nil && j.srv.auth != nil {
+		if j.gate, err = startGate(j.srv.Server, j.srv.auth.gatePass, nc, cfg.Timeout, cfg.Logger); err != nil {
+			j.Close()
+			return nil, unavailable("consumer gate", err)
+		}
 	}
 	j.logDurability()
 	return j, nil
@@ -331,6 +347,9 @@ func setupErr(name string, err error) error {
 // at most Config.Timeout). Close is idempotent and always returns nil.
 func (j *Journal) Close() error {
 	j.closeOnce.Do(func() {
+		if j.gate != nil {
+			j.gate.close()
+		}
 		for _, c := range []*committer{j.appends, j.feed} {
 			if c != nil {
 				c.close()

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/transferd/transferd/engine"
@@ -605,14 +606,28 @@ func TestClientURL(t *testing.T) {
 	if u := journaltest.Open(t).ClientURL(); u != "" {
 		t.Errorf("embedded without Listen: ClientURL = %q", u)
 	}
-	j := journaltest.OpenConfig(t, journal.Config{Listen: "127.0.0.1:0"})
+	j := journaltest.OpenConfig(t, journal.Config{Listen: "127.0.0.1:0",
+		ListenUsers: []journal.ListenUser{{Name: "importer", Password: "importer-password"}}})
 	url := j.ClientURL()
 	if !strings.HasPrefix(url, "nats://127.0.0.1:") || strings.HasSuffix(url, ":0") || strings.HasSuffix(url, ":-1") {
 		t.Fatalf("ClientURL = %q", url)
 	}
 	ack := mustAppend(t, j, event(t, "t1", 0))
-	other := journaltest.OpenConfig(t, journal.Config{URL: url})
-	if got := mustLastSeq(t, other); got != ack.Seq {
+	// An importer (see TestListenImporters) reads the stream's state there.
+	nc, err := nats.Connect(url, nats.UserInfo("importer", "importer-password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(testContext(t), journal.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().State.LastSeq; got != ack.Seq {
 		t.Errorf("LastSeq over %s = %d, want %d", url, got, ack.Seq)
 	}
 }

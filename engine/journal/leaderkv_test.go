@@ -1,11 +1,13 @@
 package journal_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/transferd/transferd/engine/journal"
 	"github.com/transferd/transferd/engine/journal/journaltest"
@@ -21,8 +23,9 @@ func TestTenantsGetReadsLatest(t *testing.T) {
 	for _, u := range urls {
 		js = append(js, journaltest.OpenConfig(t, journal.Config{URL: u, Replicas: 3}))
 	}
-	ctx := testContext(t)
-	const writers, each = 24, 40
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	const writers, each = 8, 20
 	var misses atomic.Int64
 	var wg sync.WaitGroup
 	for w := range writers {

@@ -22,6 +22,7 @@ const maxPayload = 4 << 20
 type embedded struct {
 	*server.Server
 	lock *os.File
+	auth *listenAuth // nil when the server does not listen
 }
 
 // startServer locks <DataDir>/nats, starts the embedded nats-server with
@@ -59,9 +60,20 @@ func startServer(cfg Config) (_ *embedded, err error) {
 		}
 		opts.Host, opts.Port, opts.DontListen = host, port, false
 	}
+	var auth *listenAuth
+	if cfg.Listen != "" {
+		if auth, err = configureListenAuth(opts, cfg.ListenUsers); err != nil {
+			return nil, err
+		}
+	}
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("journal: embedded server: %w", err)
+	}
+	if auth != nil {
+		if err := wireImports(s); err != nil {
+			return nil, fmt.Errorf("journal: embedded server: %w", err)
+		}
 	}
 	log := &serverLog{log: cfg.Logger, debug: cfg.Debug}
 	s.SetLoggerV2(log, cfg.Debug, false, false)
@@ -74,7 +86,16 @@ func startServer(cfg Config) (_ *embedded, err error) {
 		}
 		return nil, errors.New("journal: embedded server did not start")
 	}
-	return &embedded{Server: s, lock: lock}, nil
+	if auth != nil {
+		// With accounts configured the global account, where the streams
+		// live, has JetStream only when asked.
+		if err := s.GlobalAccount().EnableJetStream(nil, nil); err != nil {
+			s.Shutdown()
+			s.WaitForShutdown()
+			return nil, fmt.Errorf("journal: embedded server: jetstream: %w", err)
+		}
+	}
+	return &embedded{Server: s, lock: lock, auth: auth}, nil
 }
 
 // splitHostPort parses host:port; port 0 asks for a free port.
