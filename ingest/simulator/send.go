@@ -321,41 +321,22 @@ func (s *sender) send(ctx context.Context, w *workload) []time.Duration {
 	return all
 }
 
-// progress writes a line to out every interval until stop is closed,
-// skipping an interval in which nothing moved: on a terminal or in a log,
-// each line says something new.
+// progress writes a line to out every interval until stop is closed.
 func (s *sender) progress(out io.Writer, interval time.Duration, total int, stop <-chan struct{}) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	last, lastAt := int64(0), time.Now()
-	var prev progressCounts
 	for {
 		select {
 		case <-stop:
 			return
 		case now := <-t.C:
-			c := s.progressCounts()
-			if c == prev {
-				continue
-			}
-			prev = c
-			rate := float64(c.acked-last) / now.Sub(lastAt).Seconds()
-			last, lastAt = c.acked, now
+			acked := s.acked.Load()
+			rate := float64(acked-last) / now.Sub(lastAt).Seconds()
+			last, lastAt = acked, now
 			fmt.Fprintf(out, "simulate: sent %d/%d  acked %d  duplicates %d  retries %d  bad refused %d  %.0f events/s\n",
-				c.started, total, c.acked, c.duplicates, c.retries, c.bad, rate)
+				s.started.Load(), total, acked, s.duplicates.Load(), s.retries.Load(), s.badRefused.Load()+s.badOther.Load(), rate)
 		}
-	}
-}
-
-// progressCounts is what a progress line reports, rate aside.
-type progressCounts struct {
-	started, acked, duplicates, retries, bad int64
-}
-
-func (s *sender) progressCounts() progressCounts {
-	return progressCounts{
-		started: int64(s.started.Load()), acked: int64(s.acked.Load()), duplicates: int64(s.duplicates.Load()),
-		retries: int64(s.retries.Load()), bad: int64(s.badRefused.Load() + s.badOther.Load()),
 	}
 }
 
