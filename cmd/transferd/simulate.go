@@ -34,7 +34,8 @@ none, register the Connect tenants first (transferd tenants add) and name
 them with --tenant clientKey:secret. These serve flags trust a local
 simulator: never use them in production.
 
-Progress goes to stderr, the summary to stdout (--json for JSON); --expect
+Progress goes to stderr (on a terminal every second, elsewhere at each
+10 % step, each line news), the summary to stdout (--json for JSON); --expect
 writes what every transfer must end up as, for tests. The exit status is 1
 when a good event was not acknowledged or a bad request was accepted.`
 
@@ -99,7 +100,7 @@ func runSimulate(ctx context.Context, args []string, getenv env, _ io.Reader, st
 		}
 		cfg.ConnectTenants = append(cfg.ConnectTenants, c)
 	}
-	cfg.Progress = stderr
+	cfg.Progress, cfg.ProgressTerminal = stderr, writerIsTerminal(stderr)
 
 	res, err := simulator.Run(ctx, cfg)
 	switch {
@@ -148,4 +149,14 @@ func defaultKeysFile() string {
 		return ""
 	}
 	return filepath.Join(dir, "transferd", "simulator-keys.pem")
+}
+
+// writerIsTerminal reports whether w is a terminal (a character device).
+func writerIsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

@@ -83,14 +83,23 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, err
 	}
 
-	stop := make(chan struct{})
-	if cfg.Progress != nil {
-		go s.progress(cfg.Progress, cfg.ProgressInterval, len(w.jobs)+w.deferred, stop)
-	}
+	total := len(w.jobs) + w.deferred
+	stop, exited := make(chan struct{}), make(chan struct{})
 	start := time.Now()
+	var pw *progressWriter
+	if cfg.Progress != nil {
+		pw = newProgressWriter(cfg.Progress, cfg.ProgressTerminal, cfg.ProgressQuiet, start)
+		go s.progress(pw, cfg.ProgressInterval, total, stop, exited)
+	} else {
+		close(exited)
+	}
 	lats := s.send(ctx, w)
 	res.Duration = time.Since(start)
 	close(stop)
+	<-exited
+	if pw != nil {
+		pw.finish(time.Now(), s.counts(total))
+	}
 
 	res.Sent = s.started.Load() - s.badSent.Load()
 	res.Acknowledged, res.Duplicates = s.acked.Load(), s.duplicates.Load()

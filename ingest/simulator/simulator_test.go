@@ -1,6 +1,7 @@
 package simulator_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -302,5 +303,30 @@ func TestParseCredential(t *testing.T) {
 	}
 	if _, err := simulator.ParseCredential(":hunter2"); err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("error leaks the secret: %v", err)
+	}
+}
+
+// TestRunProgress: progress to a non-terminal, looked at every millisecond,
+// never repeats its last line and closes with one summary line.
+func TestRunProgress(t *testing.T) {
+	s := startServer(t)
+	var progress bytes.Buffer
+	cfg := s.config(60)
+	cfg.Progress, cfg.ProgressInterval = &progress, time.Millisecond
+	res, err := simulator.Run(context.Background(), cfg)
+	if err == nil {
+		err = res.Err()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(progress.String(), "\n"), "\n")
+	for i := 1; i < len(lines); i++ {
+		if lines[i] == lines[i-1] {
+			t.Errorf("progress line %d repeats the last: %q", i, lines[i])
+		}
+	}
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "simulate: done: ") || strings.Count(progress.String(), "simulate: done: ") != 1 {
+		t.Errorf("want one closing line, last:\n%s", progress.String())
 	}
 }
