@@ -138,6 +138,12 @@ type Config struct {
 	// KeysFile keeps the key server's keys across runs (see
 	// StartKeyServerFile); empty generates fresh keys each run.
 	KeysFile string
+	// TenantsFile keeps the generated tenants (Connect client keys and
+	// shared secrets, Forge installation ids, their sites) across runs, so
+	// that every run against a server installs and plays the same tenants
+	// rather than new ones; a run that needs more tenants than it holds
+	// adds them. Empty makes new tenants each run.
+	TenantsFile string
 	// AppARI is the Forge app's ARI, the audience of the Forge Invocation
 	// Tokens; default DefaultAppARI.
 	AppARI string
