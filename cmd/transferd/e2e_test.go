@@ -6,7 +6,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -216,7 +218,7 @@ func TestSimulateCommand(t *testing.T) {
 	expect := filepath.Join(dir, "expect.json")
 	var stdout, stderr lockedBuffer
 	err := run(context.Background(), []string{"transferd", "simulate", "--target", srv.url, "--keys-listen", "127.0.0.1:0",
-		"--install", "unsigned", "--source", "connect", "--transfers", "30", "-c", "8", "--seed", "9",
+		"--install", "unsigned", "--source", "connect", "--transfers", "30", "-c", "8", "--seed", "9", "--tenants-file", "",
 		"--json", "--expect", expect}, noEnv, strings.NewReader(""), &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("simulate: %v\n%s", err, stderr.String())
@@ -245,6 +247,74 @@ func TestSimulateCommand(t *testing.T) {
 
 	srv.stop(t)
 	checkJournal(t, journal.Config{DataDir: dir}, simulator.Result{Acked: file.Acked, Refused: file.Refused, Expect: file.Transfers})
+}
+
+// TestSimulateReusesTenants runs simulate twice against one serve: the
+// second run re-installs the first run's Connect tenants (signed with their
+// shared secrets, as Connect re-installs) instead of installing new ones,
+// and delivers new transfers. The tenants serve holds are the same set.
+func TestSimulateReusesTenants(t *testing.T) {
+	dir, state := t.TempDir(), t.TempDir()
+	srv := startServe(t, "--data", dir, "--allow-unsigned-install")
+	tenantsFile := filepath.Join(state, "tenants.json")
+	issuers, transfers := []map[string]bool{}, map[string]int{}
+	for i := range 2 {
+		expect := filepath.Join(state, fmt.Sprintf("expect-%d.json", i))
+		var stdout, stderr lockedBuffer
+		err := run(context.Background(), []string{"transferd", "simulate", "--target", srv.url, "--keys-listen", "127.0.0.1:0",
+			"--keys-file", filepath.Join(state, "keys.pem"), "--tenants-file", tenantsFile,
+			"--install", "unsigned", "--source", "connect", "--tenants", "3", "--transfers", "20", "-c", "8", "--expect", expect},
+			noEnv, strings.NewReader(""), &stdout, &stderr)
+		if err != nil {
+			t.Fatalf("simulate run %d: %v\n%s%s", i+1, err, stdout.String(), stderr.String())
+		}
+		if kept := strings.Contains(stderr.String(), "3 of its 3 tenants kept in "+tenantsFile); kept != (i == 1) {
+			t.Errorf("run %d: tenants kept noted %v:\n%s", i+1, kept, stderr.String())
+		}
+		var file simulator.ExpectFile
+		b, err := os.ReadFile(expect)
+		if err == nil {
+			err = json.Unmarshal(b, &file)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		set := map[string]bool{}
+		for _, x := range file.Transfers {
+			set[x.Issuer] = true
+			transfers[x.TransferID]++
+		}
+		issuers = append(issuers, set)
+	}
+	if len(issuers[0]) != 3 || !maps.Equal(issuers[0], issuers[1]) {
+		t.Errorf("the runs played %v and %v, want the same 3 tenants", issuers[0], issuers[1])
+	}
+	for id, n := range transfers {
+		if n > 1 {
+			t.Errorf("transfer %s delivered by both runs", id)
+		}
+	}
+	srv.stop(t)
+
+	var out, errOut lockedBuffer
+	if err := run(context.Background(), []string{"transferd", "tenants", "list", "--json", "--data", dir}, noEnv, strings.NewReader(""), &out, &errOut); err != nil {
+		t.Fatalf("tenants list: %v\n%s", err, errOut.String())
+	}
+	var listed struct {
+		Tenants []struct {
+			ClientKey string `json:"clientKey"`
+		} `json:"tenants"`
+	}
+	if err := json.Unmarshal([]byte(out.String()), &listed); err != nil {
+		t.Fatal(err)
+	}
+	installed := map[string]bool{}
+	for _, tn := range listed.Tenants {
+		installed[tn.ClientKey] = true
+	}
+	if len(listed.Tenants) != 3 || !maps.Equal(installed, issuers[0]) {
+		t.Errorf("serve holds tenants %v, want the runs' %v", installed, issuers[0])
+	}
 }
 
 // TestSimulateRegisteredTenant uses a tenant added with `transferd tenants
@@ -278,7 +348,7 @@ func TestSimulateRegisteredTenant(t *testing.T) {
 func TestSimulateRefusedByUntrustingServer(t *testing.T) {
 	srv := startServe(t, "--data", t.TempDir())
 	var stdout, stderr lockedBuffer
-	err := run(context.Background(), []string{"transferd", "simulate", "--target", srv.url, "--keys-listen", "127.0.0.1:0", "--source", "forge", "--transfers", "5"},
+	err := run(context.Background(), []string{"transferd", "simulate", "--target", srv.url, "--keys-listen", "127.0.0.1:0", "--source", "forge", "--transfers", "5", "--tenants-file", ""},
 		noEnv, strings.NewReader(""), &stdout, &stderr)
 	if err == nil || exitCode(err) != 1 || !strings.Contains(err.Error(), "--forge-app-ari "+simulator.DefaultAppARI) {
 		t.Fatalf("simulate: %v (exit %d), want a failure naming the serve flags", err, exitCode(err))

@@ -66,6 +66,30 @@ func TestReadPathEndToEnd(t *testing.T) {
 		}
 	}
 
+	// The transfers that need action are the ones listed as such.
+	needs := map[string]bool{}
+	for _, x := range res.Expect {
+		if x.NeedsAction != "" {
+			needs[x.TransferID] = true
+		}
+	}
+	if len(needs) == 0 {
+		t.Error("no transfer of the run needs action")
+	}
+	listedNeeds := 0
+	for v, err := range c.ListAll(ctx, client.Filter{NeedsAction: "true"}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		listedNeeds++
+		if !needs[v.TransferID] || v.NeedsAction == nil || *v.NeedsAction != "settle" {
+			t.Errorf("listed %s as needing action (expected: %v; needsAction set: %v)", v.TransferID, needs[v.TransferID], v.NeedsAction != nil)
+		}
+	}
+	if listedNeeds != len(needs) {
+		t.Errorf("needsAction=true lists %d transfers, want %d", listedNeeds, len(needs))
+	}
+
 	// Lineage: every transfer's root is the end of its originalTransferId
 	// chain, and the root's lineage lists the whole family, oldest first.
 	rootOf := func(id string) string {

@@ -29,12 +29,17 @@ The simulator signs with keys it generates at start and serves on
     --forge-jwks-url http://` + simulator.DefaultKeysListen + simulator.JWKSPath + ` \
     --install-keys-url http://` + simulator.DefaultKeysListen + simulator.InstallKeysPath + `
 
+Its tenants are kept in --tenants-file (in the user's cache directory):
+every run installs the same Connect tenants again (a signed re-install) and
+plays the same Forge installations; only the transfers are new.
+
 Add --allow-unsigned-install to serve for --install unsigned. For --install
 none, register the Connect tenants first (transferd tenants add) and name
 them with --tenant clientKey:secret. These serve flags trust a local
 simulator: never use them in production.
 
-Progress goes to stderr, the summary to stdout (--json for JSON); --expect
+Progress goes to stderr (on a terminal every second, elsewhere at each
+10 % step, each line news), the summary to stdout (--json for JSON); --expect
 writes what every transfer must end up as, for tests. The exit status is 1
 when a good event was not acknowledged or a bad request was accepted.`
 
@@ -69,7 +74,8 @@ func runSimulate(ctx context.Context, args []string, getenv env, _ io.Reader, st
 	fs.StringVar(&install, "install", string(simulator.InstallSigned), "`mode` of installing the Connect tenants: signed (an RS256 signed install),\nunsigned (serve needs --allow-unsigned-install) or none (registered already: --tenant)")
 	fs.Var(&tenants, "tenant", "`clientKey:secret` of a Connect tenant already registered, for --install none\n(repeatable, or comma-separated)")
 	fs.StringVar(&cfg.KeysListen, "keys-listen", simulator.DefaultKeysListen, "`host:port` of the simulator's key server (port 0 picks one and prints it)")
-	fs.StringVar(&cfg.KeysFile, "keys-file", defaultKeysFile(), "`file` keeping the simulator's RSA keys across runs, so a server that cached them\nneeds no new fetch; empty generates fresh keys each run")
+	fs.StringVar(&cfg.KeysFile, "keys-file", defaultStateFile("simulator-keys.pem"), "`file` keeping the simulator's RSA keys across runs, so a server that cached them\nneeds no new fetch; empty generates fresh keys each run")
+	fs.StringVar(&cfg.TenantsFile, "tenants-file", defaultStateFile("simulator-tenants.json"), "`file` keeping the simulator's tenants (client keys, shared secrets, Forge installations)\nacross runs, so that every run plays the same ones; empty makes new tenants each run")
 	fs.StringVar(&cfg.AppARI, "forge-app-ari", simulator.DefaultAppARI, "the Forge app's `ARI`: the audience of the Forge Invocation Tokens (serve's --forge-app-ari)")
 	fs.StringVar(&cfg.BaseURL, "base-url", "", "the app's base `URL` as serve knows it (serve's --base-url): the audience of signed\ninstalls and the base of the qsh (default --target)")
 	fs.StringVar(&cfg.ConnectPath, "connect-path", ingest.DefaultConnectPath, "`path` of the server's Connect migration webhook (serve's --connect-path)")
@@ -99,7 +105,7 @@ func runSimulate(ctx context.Context, args []string, getenv env, _ io.Reader, st
 		}
 		cfg.ConnectTenants = append(cfg.ConnectTenants, c)
 	}
-	cfg.Progress = stderr
+	cfg.Progress, cfg.ProgressTerminal = stderr, writerIsTerminal(stderr)
 
 	res, err := simulator.Run(ctx, cfg)
 	switch {
@@ -140,12 +146,22 @@ func writeExpect(path string, res *simulator.Result) error {
 	return f.Close()
 }
 
-// defaultKeysFile is where simulate keeps its development keys: the user's
-// cache directory, never the server's data directory.
-func defaultKeysFile() string {
+// defaultStateFile is where simulate keeps its development state (keys,
+// tenants): the user's cache directory, never the server's data directory.
+func defaultStateFile(name string) string {
 	dir, err := os.UserCacheDir()
 	if err != nil {
 		return ""
 	}
-	return filepath.Join(dir, "transferd", "simulator-keys.pem")
+	return filepath.Join(dir, "transferd", name)
+}
+
+// writerIsTerminal reports whether w is a terminal (a character device).
+func writerIsTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

@@ -138,6 +138,12 @@ type Config struct {
 	// KeysFile keeps the key server's keys across runs (see
 	// StartKeyServerFile); empty generates fresh keys each run.
 	KeysFile string
+	// TenantsFile keeps the generated tenants (Connect client keys and
+	// shared secrets, Forge installation ids, their sites) across runs, so
+	// that every run against a server installs and plays the same tenants
+	// rather than new ones; a run that needs more tenants than it holds
+	// adds them. Empty makes new tenants each run.
+	TenantsFile string
 	// AppARI is the Forge app's ARI, the audience of the Forge Invocation
 	// Tokens; default DefaultAppARI.
 	AppARI string
@@ -150,12 +156,21 @@ type Config struct {
 	// DefaultTimeout.
 	Timeout time.Duration
 
-	// Progress, when set, receives a line about every ProgressInterval
-	// while events are being sent (the command passes stderr), and notes
-	// on what the simulator is waiting for.
+	// Progress, when set, receives progress lines while events are being
+	// sent and one closing line (the command passes stderr), and notes on
+	// what the simulator is waiting for. A line is written only when the
+	// counters moved: on a terminal (ProgressTerminal) at most every
+	// ProgressInterval, elsewhere at each 10 % step of the answered
+	// requests or after ProgressQuiet.
 	Progress io.Writer
-	// ProgressInterval defaults to one second.
+	// ProgressTerminal says Progress is a terminal.
+	ProgressTerminal bool
+	// ProgressInterval is how often the counters are looked at; default
+	// one second.
 	ProgressInterval time.Duration
+	// ProgressQuiet is the longest gap between two lines on a
+	// non-terminal while the counters move; default DefaultProgressQuiet.
+	ProgressQuiet time.Duration
 
 	// Now is the clock; default time.Now.
 	Now func() time.Time

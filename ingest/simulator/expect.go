@@ -26,6 +26,9 @@ type TransferExpect struct {
 	Error                 *engine.TransferError `json:"error,omitempty"`
 	CancellationRequested bool                  `json:"cancellationRequested"`
 	Settled               *SettledExpect        `json:"settled,omitempty"`
+	// NeedsAction is "settle" when the transfer errored or its
+	// cancellation was requested and it is not settled (DESIGN §6).
+	NeedsAction string `json:"needsAction,omitempty"`
 	// Events are the identities of the acknowledged events, sorted.
 	Events []string `json:"events"`
 }
@@ -97,6 +100,9 @@ func expectations(w *workload) []TransferExpect {
 		}
 		if x.Version == 0 {
 			continue
+		}
+		if x.Settled == nil && (x.Error != nil || x.CancellationRequested) {
+			x.NeedsAction = "settle"
 		}
 		slices.SortFunc(x.Uploads, func(a, b engine.Upload) int { return strings.Compare(a.Key, b.Key) })
 		slices.Sort(x.Events)

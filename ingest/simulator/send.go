@@ -36,7 +36,7 @@ type sender struct {
 	connectURL string
 	forgeURL   string
 
-	started, requests                          atomic.Int64
+	started, requests, done                    atomic.Int64 // done: requests answered for good
 	acked, duplicates, retries, failed, seqMis atomic.Int64
 	badSent, badRefused, badOther, badAccepted atomic.Int64
 	statuses                                   [600]atomic.Int64 // answers by status; [0] network errors
@@ -171,6 +171,7 @@ func (s *sender) deliver(ctx context.Context, e *event, lat *[]time.Duration) {
 				s.fail(e, rep, err)
 				return
 			}
+			s.done.Add(1)
 			*lat = append(*lat, time.Since(start))
 			s.acked.Add(1)
 			if rep.accepted.Duplicate {
@@ -199,6 +200,7 @@ func (s *sender) deliver(ctx context.Context, e *event, lat *[]time.Duration) {
 
 func (s *sender) fail(e *event, rep reply, err error) {
 	s.failed.Add(1)
+	s.done.Add(1)
 	f := Failure{ID: e.id, TransferID: e.transfer.id, Kind: e.kind, Status: rep.status, Code: rep.code, Message: rep.msg}
 	switch {
 	case err != nil:
@@ -246,6 +248,7 @@ func (s *sender) refuse(ctx context.Context, b *badRequest) {
 }
 
 func (s *sender) record(b *badRequest, rep reply, err error) {
+	s.done.Add(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.byKind[b.kind] == nil {
@@ -321,21 +324,26 @@ func (s *sender) send(ctx context.Context, w *workload) []time.Duration {
 	return all
 }
 
-// progress writes a line to out every interval until stop is closed.
-func (s *sender) progress(out io.Writer, interval time.Duration, total int, stop <-chan struct{}) {
+// counts is what the progress lines report, of total planned requests.
+func (s *sender) counts(total int) progressCounts {
+	return progressCounts{
+		done: s.done.Load(), total: int64(total), sent: s.started.Load(), acked: s.acked.Load(),
+		duplicates: s.duplicates.Load(), retries: s.retries.Load(), badRefuse: s.badRefused.Load() + s.badOther.Load(),
+	}
+}
+
+// progress updates p every interval until stop is closed, then closes
+// exited.
+func (s *sender) progress(p *progressWriter, interval time.Duration, total int, stop <-chan struct{}, exited chan<- struct{}) {
+	defer close(exited)
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	last, lastAt := int64(0), time.Now()
 	for {
 		select {
 		case <-stop:
 			return
 		case now := <-t.C:
-			acked := s.acked.Load()
-			rate := float64(acked-last) / now.Sub(lastAt).Seconds()
-			last, lastAt = acked, now
-			fmt.Fprintf(out, "simulate: sent %d/%d  acked %d  duplicates %d  retries %d  bad refused %d  %.0f events/s\n",
-				s.started.Load(), total, acked, s.duplicates.Load(), s.retries.Load(), s.badRefused.Load()+s.badOther.Load(), rate)
+			p.update(now, s.counts(total))
 		}
 	}
 }

@@ -55,6 +55,15 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 
 	r := rand.New(rand.NewPCG(uint64(seed), 0x7472616e73666572)) // "transfer"
 	tenants := newTenants(cfg, r)
+	if cfg.TenantsFile != "" {
+		reused, err := keepTenants(cfg.TenantsFile, tenants)
+		if err != nil {
+			return Result{}, err
+		}
+		if reused > 0 {
+			note(cfg.Progress, "simulate: playing %d of its %d tenants kept in %s\n", reused, len(tenants), cfg.TenantsFile)
+		}
+	}
 	w, err := buildWorkload(cfg, r, tenants, cfg.Now())
 	if err != nil {
 		return Result{}, err
@@ -83,14 +92,23 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, err
 	}
 
-	stop := make(chan struct{})
-	if cfg.Progress != nil {
-		go s.progress(cfg.Progress, cfg.ProgressInterval, len(w.jobs)+w.deferred, stop)
-	}
+	total := len(w.jobs) + w.deferred
+	stop, exited := make(chan struct{}), make(chan struct{})
 	start := time.Now()
+	var pw *progressWriter
+	if cfg.Progress != nil {
+		pw = newProgressWriter(cfg.Progress, cfg.ProgressTerminal, cfg.ProgressQuiet, start)
+		go s.progress(pw, cfg.ProgressInterval, total, stop, exited)
+	} else {
+		close(exited)
+	}
 	lats := s.send(ctx, w)
 	res.Duration = time.Since(start)
 	close(stop)
+	<-exited
+	if pw != nil {
+		pw.finish(time.Now(), s.counts(total))
+	}
 
 	res.Sent = s.started.Load() - s.badSent.Load()
 	res.Acknowledged, res.Duplicates = s.acked.Load(), s.duplicates.Load()
@@ -203,6 +221,25 @@ func (s *sender) install(ctx context.Context, t *tenant) error {
 		auth = "JWT " + tok
 	}
 	rep, err := s.setup(ctx, installURL, auth, body)
+	if err == nil && s.cfg.Install == InstallUnsigned && rep.status == http.StatusUnauthorized && rep.code == ingest.CodeMissingToken {
+		// Installed already (by an earlier run): a re-install is signed
+		// with the tenant's shared secret, as Connect signs it.
+		u, _ := url.Parse(installURL)
+		tok, serr := ingest.SignConnect(t.issuer, t.secret, http.MethodPost, u.EscapedPath(), "", s.signer.basePath, installTokenTTL, s.cfg.Now())
+		if serr != nil {
+			return serr
+		}
+		signed, serr := s.setup(ctx, installURL, "JWT "+tok, body)
+		switch {
+		case serr == nil && signed.status == http.StatusUnauthorized && signed.code == ingest.CodeUnknownTenant:
+			// Not installed: the unsigned install was refused as unsigned.
+		case serr == nil && signed.status != http.StatusOK:
+			return fmt.Errorf("%w: re-install of %s signed with its shared secret refused: %d %s: %s (the server has it with another secret: use --install signed, or remove it with transferd tenants remove)",
+				ErrNotTrusted, t.issuer, signed.status, signed.code, signed.msg)
+		default:
+			rep, err = signed, serr
+		}
+	}
 	switch {
 	case err != nil:
 		return fmt.Errorf("simulator: install Connect tenant %s: %w (is transferd serve running at %s?)", t.issuer, err, s.cfg.Target)

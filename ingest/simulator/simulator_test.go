@@ -1,12 +1,16 @@
 package simulator_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -302,5 +306,139 @@ func TestParseCredential(t *testing.T) {
 	}
 	if _, err := simulator.ParseCredential(":hunter2"); err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("error leaks the secret: %v", err)
+	}
+}
+
+// TestRunProgress: progress to a non-terminal, looked at every millisecond,
+// never repeats its last line and closes with one summary line.
+func TestRunProgress(t *testing.T) {
+	s := startServer(t)
+	var progress bytes.Buffer
+	cfg := s.config(60)
+	cfg.Progress, cfg.ProgressInterval = &progress, time.Millisecond
+	res, err := simulator.Run(context.Background(), cfg)
+	if err == nil {
+		err = res.Err()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(progress.String(), "\n"), "\n")
+	for i := 1; i < len(lines); i++ {
+		if lines[i] == lines[i-1] {
+			t.Errorf("progress line %d repeats the last: %q", i, lines[i])
+		}
+	}
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, "simulate: done: ") || strings.Count(progress.String(), "simulate: done: ") != 1 {
+		t.Errorf("want one closing line, last:\n%s", progress.String())
+	}
+}
+
+// TestRunKeepsTenants: two runs with one tenants file against one server
+// install and play the same tenants (a re-install of each Connect tenant,
+// signed or, with unsigned installs, signed with its shared secret), and
+// deliver distinct transfers.
+func TestRunKeepsTenants(t *testing.T) {
+	for _, mode := range []simulator.InstallMode{simulator.InstallSigned, simulator.InstallUnsigned} {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			s := startServer(t, func(c *ingest.Config, _ *ingest.Journal) { c.AllowUnsignedInstall = true })
+			file := filepath.Join(t.TempDir(), "state", "tenants.json")
+			issuers := func(res simulator.Result) (map[string]bool, map[string]bool) {
+				is, ts := map[string]bool{}, map[string]bool{}
+				for _, x := range res.Expect {
+					is[x.Issuer], ts[x.TransferID] = true, true
+				}
+				return is, ts
+			}
+			var runs []simulator.Result
+			for seed := range int64(2) {
+				cfg := s.config(30)
+				cfg.Seed, cfg.Install, cfg.TenantsFile = 100+seed, mode, file
+				res, err := simulator.Run(context.Background(), cfg)
+				if err == nil {
+					err = res.Err()
+				}
+				if err != nil {
+					t.Fatalf("run %d: %v", seed+1, err)
+				}
+				runs = append(runs, res)
+			}
+			is1, ts1 := issuers(runs[0])
+			is2, ts2 := issuers(runs[1])
+			if len(is1) != 4 || !maps.Equal(is1, is2) {
+				t.Errorf("the runs played other tenants: %v and %v", slices.Sorted(maps.Keys(is1)), slices.Sorted(maps.Keys(is2)))
+			}
+			for id := range ts2 {
+				if ts1[id] {
+					t.Errorf("transfer %s delivered by both runs", id)
+				}
+			}
+			var installed []string
+			for _, tn := range s.tenants.List() {
+				installed = append(installed, tn.ClientKey)
+				if !is1[tn.ClientKey] {
+					t.Errorf("tenant %s installed, not one the runs played", tn.ClientKey)
+				}
+			}
+			if len(installed) != runs[0].ConnectTenants || runs[0].ConnectTenants != runs[1].ConnectTenants {
+				t.Errorf("%d tenants installed (%v), runs had %d and %d Connect tenants", len(installed), installed, runs[0].ConnectTenants, runs[1].ConnectTenants)
+			}
+			if st, err := os.Stat(file); err != nil || st.Mode().Perm() != 0o600 {
+				t.Errorf("tenants file: %v, %v; want mode 0600", st.Mode(), err)
+			}
+		})
+	}
+}
+
+// TestRunTenantsFileGrows: a run with more tenants than the file holds
+// plays those it holds and adds the others.
+func TestRunTenantsFileGrows(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	file := filepath.Join(t.TempDir(), "tenants.json")
+	var sets []map[string]bool
+	for i, n := range []int{2, 4} {
+		cfg := s.config(20)
+		cfg.Seed, cfg.Tenants, cfg.TenantsFile = int64(200+i), n, file
+		res, err := simulator.Run(context.Background(), cfg)
+		if err == nil {
+			err = res.Err()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		set := map[string]bool{}
+		for _, x := range res.Expect {
+			set[x.Issuer] = true
+		}
+		sets = append(sets, set)
+	}
+	for is := range sets[0] {
+		if !sets[1][is] {
+			t.Errorf("tenant %s of the first run not played by the second", is)
+		}
+	}
+	if len(sets[1]) != 4 {
+		t.Errorf("second run played %d tenants, want 4", len(sets[1]))
+	}
+}
+
+// TestRunKeptTenantsUnsignedRefused: kept tenants installed unsigned on a
+// server that has never seen them and allows no unsigned installs fail
+// with the advice to allow them, not with a re-install error.
+func TestRunKeptTenantsUnsignedRefused(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "tenants.json")
+	cfg := startServer(t).config(10)
+	cfg.TenantsFile = file
+	if res, err := simulator.Run(context.Background(), cfg); err != nil || res.Err() != nil {
+		t.Fatalf("first run: %v %v", err, res.Err())
+	}
+	cfg = startServer(t).config(10)
+	cfg.TenantsFile, cfg.Install = file, simulator.InstallUnsigned
+	_, err := simulator.Run(context.Background(), cfg)
+	if !errors.Is(err, simulator.ErrNotTrusted) || !strings.Contains(err.Error(), "--allow-unsigned-install") {
+		t.Fatalf("unsigned install of kept tenants on a server refusing them: %v", err)
 	}
 }

@@ -22,6 +22,8 @@ type tenant struct {
 	product  string // Connect productType: jira or confluence
 	cloudURL string
 	cloudID  string
+	given    bool // a Config.ConnectTenants credential
+	reused   bool // kept in Config.TenantsFile by an earlier run
 
 	token   atomic.Pointer[cachedToken]
 	expired atomic.Pointer[string] // an expired token stays expired: sign it once
@@ -67,7 +69,7 @@ func newTenants(cfg Config, r *rand.Rand) []*tenant {
 	}
 	if cfg.Install == InstallNone && cfg.Source != MixForge {
 		for _, c := range cfg.ConnectTenants {
-			t := &tenant{source: engine.SourceConnect, issuer: c.ClientKey, secret: []byte(c.SharedSecret), product: "jira"}
+			t := &tenant{source: engine.SourceConnect, issuer: c.ClientKey, secret: []byte(c.SharedSecret), product: "jira", given: true}
 			t.cloudURL, t.cloudID = site()
 			out = append(out, t)
 		}

@@ -65,6 +65,7 @@ func (x TransferExpect) Match(t *engine.Transfer) error {
 		settled = &SettledExpect{Status: t.Settled.Status}
 	}
 	check("settled", settled, x.Settled)
+	check("needsAction", t.NeedsAction(), x.NeedsAction)
 	if len(diffs) == 0 {
 		return nil
 	}

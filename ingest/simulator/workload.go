@@ -30,7 +30,10 @@ type transfer struct {
 	original  *transfer // the transfer this one re-runs, nil for an original
 	migration migration
 	hasReruns bool
-	events    []*event
+	// needsAction: it errors or has its cancellation requested and is
+	// never settled, so that the server shows it as needing the partner.
+	needsAction bool
+	events      []*event
 
 	acked    atomic.Bool   // some event of it was acknowledged
 	deferred []*badRequest // cross-tenant requests waiting for acked
@@ -80,7 +83,21 @@ const (
 	pAdjacent       = 0.5 // of extra copies, those sent next to another (concurrently)
 	pUnlabelled     = 0.2
 	pUnknownDetails = 0.5
+	// pNeedsAction is the share of transfers left errored or cancelling
+	// and unsettled, drawn exactly (at least one from 20 transfers on) so
+	// that every default run shows some needing action; others may end so
+	// too, by chance.
+	pNeedsAction = 0.03
 )
+
+// needsActionCount is the number of transfers of n left needing action.
+func needsActionCount(n int) int {
+	k := int(math.Round(pNeedsAction * float64(n)))
+	if n >= 20 {
+		k = max(k, 1)
+	}
+	return k
+}
 
 var (
 	uploadLabels   = []string{"attachments", "custom-fields", "workflow-config", "app-settings", "user-mappings"}
@@ -117,6 +134,18 @@ func buildWorkload(cfg Config, r *rand.Rand, tenants []*tenant, now time.Time) (
 			}
 		}
 		w.transfers = append(w.transfers, t)
+	}
+	// Transfers that are re-run are settled: the platform re-runs only
+	// those settled FAILED or INCOMPLETE.
+	var open []*transfer
+	for _, t := range w.transfers {
+		if !t.hasReruns {
+			open = append(open, t)
+		}
+	}
+	r.Shuffle(len(open), func(i, j int) { open[i], open[j] = open[j], open[i] })
+	for _, t := range open[:min(len(open), needsActionCount(n))] {
+		t.needsAction = true
 	}
 	seen := make(map[string]bool)
 	for _, t := range w.transfers {
@@ -171,7 +200,9 @@ func buildWorkload(cfg Config, r *rand.Rand, tenants []*tenant, now time.Time) (
 }
 
 // lifecycle draws t's events. An original that is re-run later is always
-// settled as FAILED or INCOMPLETE: only those can be re-run.
+// settled as FAILED or INCOMPLETE: only those can be re-run. One that needs
+// action errors or has its cancellation requested (or both) and is never
+// settled.
 func (w *workload) lifecycle(r *rand.Rand, t *transfer) error {
 	forge := t.tenant.source == engine.SourceForge
 	add := func(kind engine.Kind, extra map[string]any) error {
@@ -210,7 +241,11 @@ func (w *workload) lifecycle(r *rand.Rand, t *transfer) error {
 			return err
 		}
 	}
-	errored := chance(r, pErrored)
+	errored, cancelled := chance(r, pErrored), chance(r, pCancelled)
+	if t.needsAction && !errored && !cancelled {
+		errored = r.IntN(2) == 0
+		cancelled = !errored
+	}
 	if errored {
 		var extra map[string]any
 		if forge {
@@ -224,13 +259,12 @@ func (w *workload) lifecycle(r *rand.Rand, t *transfer) error {
 			return err
 		}
 	}
-	cancelled := chance(r, pCancelled)
 	if cancelled {
 		if err := add(engine.KindCancellationRequested, nil); err != nil {
 			return err
 		}
 	}
-	if t.hasReruns || chance(r, pSettled) {
+	if !t.needsAction && (t.hasReruns || chance(r, pSettled)) {
 		var status string
 		switch x := r.Float64(); {
 		case t.hasReruns || errored || cancelled:

@@ -236,3 +236,39 @@ func TestExpectationsOnlyCountAcknowledged(t *testing.T) {
 		t.Errorf("phase %s, want %s", x.Phase, want)
 	}
 }
+
+// TestDefaultRunNeedsAction: a default 200-transfer run, whatever its
+// seed, leaves some transfers errored or cancelling and unsettled, so that
+// the dashboard's needs-action badge shows; none of them is one that is
+// re-run (those are settled).
+func TestDefaultRunNeedsAction(t *testing.T) {
+	cfg := Config{Transfers: DefaultTransfers, Duplicates: DefaultDuplicates, Reruns: DefaultReruns, Bad: DefaultBad}
+	for seed := uint64(1); seed <= 30; seed++ {
+		w := testWorkload(t, cfg, seed)
+		for _, e := range w.events {
+			e.acks.Store(1)
+		}
+		rerun := map[string]bool{}
+		for _, tr := range w.transfers {
+			if tr.original != nil {
+				rerun[tr.original.id] = true
+			}
+		}
+		n := 0
+		for _, x := range expectations(w) {
+			if x.NeedsAction == "" {
+				continue
+			}
+			n++
+			if x.Settled != nil || (x.Error == nil && !x.CancellationRequested) {
+				t.Errorf("seed %d: transfer %s needs action but is %+v", seed, x.TransferID, x)
+			}
+			if rerun[x.TransferID] {
+				t.Errorf("seed %d: transfer %s needs action but is re-run", seed, x.TransferID)
+			}
+		}
+		if n == 0 {
+			t.Errorf("seed %d: no transfer of %d needs action", seed, len(w.transfers))
+		}
+	}
+}
