@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -58,7 +59,16 @@ type Config struct {
 	StreamWriteTimeout time.Duration
 	// Context, when set, ends every open stream when it ends, like Close.
 	Context context.Context
+	// MaxStreams bounds the open GET /v1/stream responses (each holds a
+	// JetStream consumer); beyond it a new stream is answered 503 with
+	// Retry-After. Default DefaultMaxStreams.
+	MaxStreams int
 }
+
+// DefaultMaxStreams is Config.MaxStreams's default: well below what one
+// NATS server serves comfortably, so that history, ?at= and the
+// projector, which need consumers of their own, never go short.
+const DefaultMaxStreams = 256
 
 func (c Config) withDefaults() Config {
 	if c.Logger == nil {
@@ -85,6 +95,9 @@ func (c Config) withDefaults() Config {
 	if c.Context == nil {
 		c.Context = context.Background()
 	}
+	if c.MaxStreams <= 0 {
+		c.MaxStreams = DefaultMaxStreams
+	}
 	return c
 }
 
@@ -106,6 +119,7 @@ type Server struct {
 	mu      sync.Mutex // guards closed and the streams' Add
 	closed  bool
 	streams sync.WaitGroup
+	open    int // streams holding a slot (MaxStreams), under mu
 }
 
 // New returns the query API over cfg.Journal and cfg.Store.
@@ -176,15 +190,28 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// enterStream counts a stream in, unless the Server is closing.
-func (s *Server) enterStream() bool {
+// enterStream counts a stream in, unless the Server is closing or
+// MaxStreams are open; a nil error must be followed by leaveStream.
+func (s *Server) enterStream() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.ctx.Err() != nil {
-		return false
+		return &Error{Code: CodeUnavailable, Message: "the server is shutting down"}
 	}
+	if s.open >= s.cfg.MaxStreams {
+		return &Error{Code: CodeUnavailable, Message: "too many open streams (at most " + strconv.Itoa(s.cfg.MaxStreams) + "); retry later"}
+	}
+	s.open++
 	s.streams.Add(1)
-	return true
+	return nil
+}
+
+// leaveStream counts a stream out.
+func (s *Server) leaveStream() {
+	s.mu.Lock()
+	s.open--
+	s.mu.Unlock()
+	s.streams.Done()
 }
 
 // route serves pattern with fn, behind the token check for /v1 routes,

@@ -23,6 +23,11 @@ const (
 	feedTransfers = "transfers" // transfer views from TRANSFERS; event = phase
 )
 
+// streamConsumerInactive is how long the server keeps a type=transfers
+// stream's consumer without pull requests, should deleting it on
+// disconnect fail.
+const streamConsumerInactive = 30 * time.Second
+
 // message is one Server-Sent Event: id is the stream sequence.
 type message struct {
 	seq   uint64
@@ -149,10 +154,10 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) error {
 	stopOnClose := context.AfterFunc(s.ctx, cancel)
 	defer stopOnClose()
 
-	if !s.enterStream() {
-		return &Error{Code: CodeUnavailable, Message: "the server is shutting down"}
+	if err := s.enterStream(); err != nil {
+		return err
 	}
-	defer s.streams.Done()
+	defer s.leaveStream()
 	f, err := s.openFeed(ctx, sr)
 	if err != nil {
 		return err
@@ -336,6 +341,8 @@ func (s *Server) openTransfers(ctx context.Context, sr streamRequest) (*feed, er
 	cfg := jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:   sr.after + 1,
+		// A backstop: stop deletes the consumer when the client leaves.
+		InactiveThreshold: streamConsumerInactive,
 	}
 	if f := sr.subject(); f != "" {
 		cfg.FilterSubjects = []string{f}
@@ -344,13 +351,24 @@ func (s *Server) openTransfers(ctx context.Context, sr streamRequest) (*feed, er
 	if err != nil {
 		return nil, unavailable("read "+journal.StreamTransfers, err)
 	}
+	deleteConsumer := func() {
+		if info := cons.CachedInfo(); info != nil {
+			dctx, cancel := context.WithTimeout(context.Background(), s.cfg.ReadyTimeout)
+			defer cancel()
+			_ = js.DeleteConsumer(dctx, journal.StreamTransfers, info.Name)
+		}
+	}
 	it, err := cons.Messages()
 	if err != nil {
+		deleteConsumer()
 		return nil, unavailable("read "+journal.StreamTransfers, err)
 	}
 	return &feed{
 		after: sr.after,
-		stop:  it.Stop,
+		stop: func() {
+			it.Stop()
+			deleteConsumer()
+		},
 		next: func(ctx context.Context) ([]message, error) {
 			m, err := it.Next(jetstream.NextContext(ctx))
 			if err != nil {
