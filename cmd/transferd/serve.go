@@ -39,6 +39,8 @@ type serveConfig struct {
 	maxBody              int64
 	appendTimeout        time.Duration
 	logLevel             string
+	noPublish            bool
+	maxStreams           int
 }
 
 func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdout, stderr io.Writer) error {
@@ -58,6 +60,8 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 	fs.DurationVar(&c.appendTimeout, "append-timeout", 3*time.Second, "longest wait for the journal's acknowledgement before answering 503")
 	fs.StringVar(&c.store.natsListen, "nats-listen", "", "also expose the embedded NATS on this `host:port` (e.g. 127.0.0.1:4222) for importers'\nJetStream consumers on the same host; it has no authentication, so keep it on loopback")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	fs.BoolVar(&c.noPublish, "no-publish", false, "do not publish transfer states on TRANSFERS (for secondary instances; one instance must publish)")
+	fs.IntVar(&c.maxStreams, "max-streams", api.DefaultMaxStreams, "most open GET /v1/stream responses; beyond it 503 with Retry-After")
 	if err := parse(fs, args, getenv); err != nil {
 		return err
 	}
@@ -99,7 +103,7 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 		return err
 	}
 	defer store.Close()
-	proj, err := projections.Start(ctx, j, store, projections.ProjectorOptions{Logger: log})
+	proj, err := projections.Start(ctx, j, store, projections.ProjectorOptions{Logger: log, NoPublish: c.noPublish})
 	if err != nil {
 		return err
 	}
@@ -126,7 +130,7 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 	if err != nil {
 		return err
 	}
-	query, err := api.New(api.Config{Tokens: tokens, Journal: j, Store: store, Logger: log, Metrics: metrics, Context: hctx})
+	query, err := api.New(api.Config{Tokens: tokens, Journal: j, Store: store, Logger: log, Metrics: metrics, Context: hctx, MaxStreams: c.maxStreams})
 	if err != nil {
 		return err
 	}
