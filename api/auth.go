@@ -3,7 +3,6 @@ package api
 import (
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"errors"
 	"net/http"
 	"strings"
@@ -48,18 +47,18 @@ func wwwAuthenticate(err error) string {
 	return `Bearer realm="transferd"`
 }
 
-// CookieName is the cookie the dashboard's sign-in (POST /login) sets:
-// the API token, base64url-encoded (cookie values cannot hold every byte),
-// HttpOnly and SameSite=Strict. /v1 routes accept it in place of the
-// Authorization header, which EventSource cannot send.
+// CookieName is the cookie the dashboard's sign-in (POST /login) sets: a
+// server-side session id (see sessions), never the token, HttpOnly and
+// SameSite=Strict. /v1 routes accept it in place of the Authorization
+// header, which EventSource cannot send.
 const CookieName = "transferd_token"
 
 // authorize checks the request's bearer token or, when there is no
-// Authorization header, its sign-in cookie.
-func (t tokens) authorize(r *http.Request) error {
+// Authorization header, its sign-in cookie against ss.
+func (t tokens) authorize(r *http.Request, ss *sessions) error {
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		return t.authorizeCookie(r)
+		return authorizeCookie(r, ss)
 	}
 	scheme, tok, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
@@ -71,21 +70,15 @@ func (t tokens) authorize(r *http.Request) error {
 	return nil
 }
 
-// authorizeCookie checks the sign-in cookie, as authorize checks a bearer
-// token.
-func (t tokens) authorizeCookie(r *http.Request) error {
+// authorizeCookie checks the sign-in cookie: it must name an open
+// session.
+func authorizeCookie(r *http.Request, ss *sessions) error {
 	c, err := r.Cookie(CookieName)
 	if err != nil || c.Value == "" {
 		return errNoToken
 	}
-	tok, err := base64.RawURLEncoding.Strict().DecodeString(c.Value)
-	if err != nil || !t.valid(string(tok)) {
+	if ss == nil || !ss.valid(c.Value) {
 		return errBadToken
 	}
 	return nil
-}
-
-// cookieValue is the value of the sign-in cookie for token.
-func cookieValue(token string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(token))
 }

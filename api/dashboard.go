@@ -178,7 +178,7 @@ func (s *Server) handleTransferPage(w http.ResponseWriter, r *http.Request) (int
 // serveShell renders d for a signed-in request, else the sign-in form
 // that comes back to this page.
 func (s *Server) serveShell(w http.ResponseWriter, r *http.Request, d pageData) (int, error) {
-	if s.tokens.authorize(r) != nil {
+	if s.tokens.authorize(r, s.logins) != nil {
 		return s.renderLogin(w, http.StatusOK, nextOf(r.URL.EscapedPath()), "")
 	}
 	d.Phases, d.Kinds = engine.Phases, engine.Kinds
@@ -231,6 +231,11 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) (int, error
 		s.log.Warn("dashboard: cross-origin sign-in refused", "origin", r.Header.Get("Origin"), "secFetchSite", r.Header.Get("Sec-Fetch-Site"))
 		return s.renderLogin(w, http.StatusForbidden, "/", "This sign-in came from another site and was refused.")
 	}
+	if ok, wait := s.limiter.allow(r); !ok {
+		s.limiter.failed(s.log, r, "dashboard: sign-in attempts over the rate limit refused")
+		w.Header().Set("Retry-After", retryAfter(wait))
+		return s.renderLogin(w, http.StatusTooManyRequests, "/", "Too many sign-in attempts from this address; try again in a moment.")
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxLoginForm)
 	if err := r.ParseForm(); err != nil {
 		return s.renderLogin(w, http.StatusBadRequest, "/", "The sign-in form could not be read.")
@@ -241,12 +246,12 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) (int, error
 	case token == "":
 		return s.renderLogin(w, http.StatusUnauthorized, next, "Enter an API token.")
 	case !s.tokens.valid(token):
-		s.log.Warn("dashboard: sign-in with a token that is not valid", "remote", r.RemoteAddr)
+		s.limiter.failed(s.log, r, "dashboard: sign-in with a token that is not valid")
 		return s.renderLogin(w, http.StatusUnauthorized, next, "That API token is not valid.")
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name:     CookieName,
-		Value:    cookieValue(token),
+		Value:    s.logins.open(),
 		Path:     "/",
 		MaxAge:   int(cookieMaxAge / time.Second),
 		HttpOnly: true,
@@ -262,6 +267,9 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) (int, error
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) (int, error) {
 	if err := crossOrigin.Check(r); err != nil {
 		return s.renderLogin(w, http.StatusForbidden, "/", "This sign-out came from another site and was refused.")
+	}
+	if c, err := r.Cookie(CookieName); err == nil {
+		s.logins.close(c.Value)
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name:     CookieName,

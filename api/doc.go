@@ -18,9 +18,12 @@
 //
 // Without an Authorization header, a /v1 route takes the dashboard's
 // sign-in cookie instead (CookieName): POST /login with a form field
-// "token" checks it the same way and sets it HttpOnly, SameSite=Strict,
+// "token" checks it the same way, opens a server-side session and sets its
+// random id (never the token) as the cookie, HttpOnly, SameSite=Strict,
 // Path=/ (Secure over TLS or behind X-Forwarded-Proto: https), then
-// redirects (303) to the dashboard; POST /logout clears it. The token is
+// redirects (303) to the dashboard; POST /logout ends the session and
+// clears the cookie. Sign-in attempts are rate-limited per client address
+// (429 with Retry-After past a burst of 20, then one per 3 s). The token is
 // only read from the form body, never from a URL. Cross-origin sign-in and
 // sign-out requests are refused (403, http.CrossOriginProtection); the
 // /v1 routes are GET only, and SameSite=Strict keeps other sites' pages

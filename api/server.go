@@ -111,6 +111,8 @@ type Server struct {
 	log     *slog.Logger
 	metrics *Metrics
 	tokens  tokens
+	logins  *sessions
+	limiter *loginLimiter
 	mux     *http.ServeMux
 	routes  []string
 
@@ -135,6 +137,8 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger,
 		metrics: cfg.Metrics,
 		tokens:  newTokens(cfg.Tokens),
+		logins:  newSessions(),
+		limiter: newLoginLimiter(),
 		mux:     http.NewServeMux(),
 	}
 	if len(s.tokens.sums) == 0 {
@@ -226,7 +230,7 @@ func (s *Server) route(pattern string, fn func(http.ResponseWriter, *http.Reques
 		start := time.Now()
 		var err error
 		if auth {
-			err = s.tokens.authorize(r)
+			err = s.tokens.authorize(r, s.logins)
 		}
 		if err == nil {
 			err = fn(w, r)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -220,26 +221,51 @@ func (s *Server) handleLineage(w http.ResponseWriter, r *http.Request) error {
 // Migration is the body of GET /v1/migrations/{migrationId}.
 type Migration struct {
 	MigrationID string `json:"migrationId"`
+	// Tenant is the issuer whose transfers are listed: ?tenant= when
+	// given, else the issuer of the migration's oldest transfer.
+	Tenant string `json:"tenant"`
+	// OtherTenants are the other issuers with transfers naming this
+	// migration id, sorted; absent when there are none. A migration id
+	// belongs to one tenant: another's use of it is shown, never mixed in.
+	OtherTenants []string `json:"otherTenants,omitempty"`
 	// Migration holds the details as the oldest transfer that has them
 	// reports them.
 	Migration *engine.Migration `json:"migration"`
-	// Transfers are the migration's transfers, oldest first.
+	// Transfers are the tenant's transfers of the migration, oldest first.
 	Transfers []engine.View `json:"transfers"`
 }
 
-// handleMigration serves GET /v1/migrations/{migrationId}.
+// handleMigration serves GET /v1/migrations/{migrationId}[?tenant=].
 func (s *Server) handleMigration(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("migrationId")
-	if err := checkQuery(r); err != nil {
+	q, err := values(r, "tenant")
+	if err != nil {
 		return err
 	}
-	ts, err := s.store.Migration(id)
+	all, err := s.store.Migration(id)
 	if errors.Is(err, projections.ErrNotFound) {
 		return notFound("no migration " + id)
 	} else if err != nil {
 		return storeErr(err)
 	}
-	m := Migration{MigrationID: id, Transfers: views(ts)}
+	tenant := q.Get("tenant")
+	if tenant == "" {
+		tenant = all[0].Issuer
+	}
+	m := Migration{MigrationID: id, Tenant: tenant}
+	var ts []*engine.Transfer
+	for _, t := range all {
+		if t.Issuer == tenant {
+			ts = append(ts, t)
+		} else if !slices.Contains(m.OtherTenants, t.Issuer) {
+			m.OtherTenants = append(m.OtherTenants, t.Issuer)
+		}
+	}
+	if len(ts) == 0 {
+		return notFound("no migration " + id + " of tenant " + tenant)
+	}
+	slices.Sort(m.OtherTenants)
+	m.Transfers = views(ts)
 	for _, t := range ts {
 		if t.Migration != nil {
 			m.Migration = t.Migration

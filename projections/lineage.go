@@ -55,7 +55,7 @@ func (s *Store) Root(id string) (string, error) {
 	var root string
 	err := s.view(func(tx *bolt.Tx) error {
 		var err error
-		root, err = rootOf(tx, id)
+		root, _, err = rootOf(tx, id)
 		return err
 	})
 	return root, err
@@ -69,10 +69,11 @@ func (s *Store) Root(id string) (string, error) {
 // neither a transfer nor named as an original is ErrNotFound.
 func (s *Store) Lineage(id string) (root string, transfers []*engine.Transfer, err error) {
 	err = s.view(func(tx *bolt.Tx) error {
-		if root, err = rootOf(tx, id); err != nil {
+		var tenant string
+		if root, tenant, err = rootOf(tx, id); err != nil {
 			return err
 		}
-		transfers, err = lineageFrom(tx, root)
+		transfers, err = lineageFrom(tx, root, tenant)
 		return err
 	})
 	if err != nil {
@@ -81,20 +82,71 @@ func (s *Store) Lineage(id string) (root string, transfers []*engine.Transfer, e
 	return root, transfers, nil
 }
 
-func rootOf(tx *bolt.Tx, id string) (string, error) {
-	lin := tx.Bucket(bucketLineage)
-	if _, ok := rowOf(tx, id); !ok && !hasPrefix(lin, edgesDown(id)) {
-		return "", fmt.Errorf("%w: transfer %s", ErrNotFound, id)
+// A lineage stays inside one tenant: a link from a re-run to its original
+// counts only when both are the same issuer's transfers (or the original
+// has not been seen yet), so that another tenant cannot graft its
+// transfers onto a lineage by naming an originalTransferId that is not its
+// own. The links are stored as the re-runs state them and filtered when
+// read, which keeps the projection a function of the events whatever their
+// order. The tenant of a lineage is the queried transfer's issuer; for an
+// id only named as an original, the smallest issuer among the re-runs
+// naming it.
+
+// issuerOf returns the issuer of transfer id, and whether it is one.
+func issuerOf(tx *bolt.Tx, id string) (string, bool, error) {
+	row, ok := rowOf(tx, id)
+	if !ok {
+		return "", false, nil
 	}
-	seen := map[string]bool{}
+	t, err := loadRow(tx, row)
+	if err != nil {
+		return "", false, err
+	}
+	return t.Issuer, true, nil
+}
+
+// rootOf returns the root of id's lineage and the lineage's tenant.
+func rootOf(tx *bolt.Tx, id string) (root, tenant string, err error) {
+	lin := tx.Bucket(bucketLineage)
+	tenant, seen, err := issuerOf(tx, id)
+	if err != nil {
+		return "", "", err
+	}
+	if !seen {
+		// Only named as an original: the smallest issuer among its re-runs.
+		prefix := edgesDown(id)
+		c := lin.Cursor()
+		found := false
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			is, ok, err := issuerOf(tx, string(k[len(prefix):]))
+			if err != nil {
+				return "", "", err
+			}
+			if ok && (!found || is < tenant) {
+				tenant, found = is, true
+			}
+		}
+		if !found {
+			return "", "", fmt.Errorf("%w: transfer %s", ErrNotFound, id)
+		}
+		return id, tenant, nil
+	}
+	visited := map[string]bool{}
 	path := []string{}
 	cur := id
-	for !seen[cur] && len(path) < maxLineage {
-		seen[cur] = true
+	for !visited[cur] && len(path) < maxLineage {
+		visited[cur] = true
 		path = append(path, cur)
 		up := lin.Get(edgeUp(cur))
 		if up == nil {
-			return cur, nil
+			return cur, tenant, nil
+		}
+		is, ok, err := issuerOf(tx, string(up))
+		if err != nil {
+			return "", "", err
+		}
+		if ok && is != tenant {
+			return cur, tenant, nil // another tenant's transfer: not this lineage
 		}
 		cur = string(up)
 	}
@@ -103,7 +155,7 @@ func rootOf(tx *bolt.Tx, id string) (string, error) {
 	if i < 0 {
 		i = 0
 	}
-	return slices.Min(path[i:]), nil
+	return slices.Min(path[i:]), tenant, nil
 }
 
 func hasPrefix(b *bolt.Bucket, prefix []byte) bool {
@@ -111,38 +163,46 @@ func hasPrefix(b *bolt.Bucket, prefix []byte) bool {
 	return k != nil && bytes.HasPrefix(k, prefix)
 }
 
-// lineageFrom collects root and its descendants and orders them.
-func lineageFrom(tx *bolt.Tx, root string) ([]*engine.Transfer, error) {
+// lineageFrom collects root and its descendants of tenant and orders them.
+func lineageFrom(tx *bolt.Tx, root, tenant string) ([]*engine.Transfer, error) {
 	lin := tx.Bucket(bucketLineage)
 	children := map[string][]string{}
-	seen := map[string]bool{root: true}
+	nodes := map[string]*lineageNode{}
+	rootNode := &lineageNode{id: root}
+	if row, ok := rowOf(tx, root); ok {
+		t, err := loadRow(tx, row)
+		if err != nil {
+			return nil, err
+		}
+		rootNode.t = t
+	}
+	nodes[root] = rootNode
 	queue := []string{root}
-	for len(queue) > 0 && len(seen) < maxLineage {
+	for len(queue) > 0 && len(nodes) < maxLineage {
 		id := queue[0]
 		queue = queue[1:]
 		prefix := edgesDown(id)
 		c := lin.Cursor()
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 			child := string(k[len(prefix):])
-			if seen[child] {
+			if nodes[child] != nil {
 				continue
 			}
-			seen[child] = true
-			children[id] = append(children[id], child)
-			queue = append(queue, child)
-		}
-	}
-	nodes := map[string]*lineageNode{}
-	for id := range seen {
-		n := &lineageNode{id: id}
-		if row, ok := rowOf(tx, id); ok {
+			row, ok := rowOf(tx, child)
+			if !ok {
+				continue
+			}
 			t, err := loadRow(tx, row)
 			if err != nil {
 				return nil, err
 			}
-			n.t = t
+			if t.Issuer != tenant {
+				continue // another tenant's re-run
+			}
+			nodes[child] = &lineageNode{id: child, t: t}
+			children[id] = append(children[id], child)
+			queue = append(queue, child)
 		}
-		nodes[id] = n
 	}
 	// Kahn's algorithm over the tree, always taking the oldest ready node.
 	var out []*engine.Transfer

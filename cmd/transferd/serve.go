@@ -43,6 +43,7 @@ type serveConfig struct {
 	logFormat            string
 	accessLog            bool
 	natsUsersFile        string
+	noPublish            bool
 }
 
 func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdout, stderr io.Writer) error {
@@ -66,6 +67,7 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text (key=value) or json (one object a line)")
 	fs.BoolVar(&c.accessLog, "access-log", false, "log every HTTP request at info: method, path, status, bytes, duration, remote address")
+	fs.BoolVar(&c.noPublish, "no-publish", false, "do not publish transfer states on TRANSFERS (for secondary instances; one instance must publish)")
 	if err := parse(fs, args, getenv); err != nil {
 		return err
 	}
@@ -120,7 +122,7 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 		return err
 	}
 	defer store.Close()
-	proj, err := projections.Start(ctx, j, store, projections.ProjectorOptions{Logger: log})
+	proj, err := projections.Start(ctx, j, store, projections.ProjectorOptions{Logger: log, NoPublish: c.noPublish})
 	if err != nil {
 		return err
 	}

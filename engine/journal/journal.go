@@ -230,6 +230,7 @@ func (j *Journal) setup(ctx context.Context) error {
 		Description:        "transferd transfer states after each change",
 		Subjects:           []string{transfersPrefix + ">"},
 		Retention:          jetstream.LimitsPolicy,
+		MaxMsgsPerSubject:  1, // bounded: each transfer's latest state per phase (see docs/design.md §9.2)
 		Storage:            jetstream.FileStorage,
 		Replicas:           r,
 		Duplicates:         dup,
