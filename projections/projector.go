@@ -356,7 +356,7 @@ func (p *Projector) project(ctx context.Context) ending {
 			if p.s.Checkpoint() > from {
 				backoff = minBackoff
 			}
-		} else {
+		} else if ctx.Err() == nil { // a shutdown is no journal failure
 			p.log.Warn("projections: cannot read the journal; retrying", "err", err, "retry", backoff)
 		}
 		if end, ok := p.sleep(ctx, backoff); ok {
