@@ -142,20 +142,11 @@ func (s *storeFlags) secretKeys(getenv env, log *slog.Logger) (*ingest.SecretKey
 			": every instance on the NATS must seal tenants' secrets with the same key")
 	case file == "":
 		file = s.defaultSecretsKeyFile()
-		f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		switch {
-		case err == nil:
-			_, err = fmt.Fprintf(f, "# transferd secrets key: seals tenants' shared secrets in the NATS store.\n%s\n", ingest.NewSecretKey())
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err == nil {
-				err = syncFile(file)
-			}
-			if err != nil {
-				os.Remove(file)
-				return nil, fmt.Errorf("generate secrets key: %w", err)
-			}
+		created, err := createPrivateFile(file, "# transferd secrets key: seals tenants' shared secrets in the NATS store.\n"+ingest.NewSecretKey()+"\n")
+		if err != nil {
+			return nil, fmt.Errorf("generate secrets key: %w", err)
+		}
+		if created {
 			// A note, not an alarm, where notes are shown (serve); a
 			// command that shows only warnings still says it.
 			level := slog.LevelInfo
@@ -164,8 +155,6 @@ func (s *storeFlags) secretKeys(getenv env, log *slog.Logger) (*ingest.SecretKey
 			}
 			log.Log(context.Background(), level, "generated a secrets key for tenants' shared secrets (development default); in production keep it outside the data directory (--secrets-key-file)",
 				"file", file)
-		case !errors.Is(err, os.ErrExist):
-			return nil, fmt.Errorf("generate secrets key: %w", err)
 		}
 	}
 	b, err := readPrivateFile(file)
@@ -229,24 +218,13 @@ func (s *storeFlags) defaultNATSUsersFile() string { return filepath.Join(s.data
 func (s *storeFlags) loadListenUsers(file string, log *slog.Logger) ([]journal.ListenUser, error) {
 	if file == "" {
 		file = s.defaultNATSUsersFile()
-		f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		switch {
-		case err == nil:
-			_, err = fmt.Fprintf(f, "# transferd serve --nats-listen: importers, \"<user> <password>\" or a user nkey, one a line.\nimporter %s\n",
-				strings.TrimRight(ingest.NewSecretKey(), "="))
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err == nil {
-				err = syncFile(file)
-			}
-			if err != nil {
-				os.Remove(file)
-				return nil, fmt.Errorf("generate --nats-users-file: %w", err)
-			}
-			log.Warn("generated credentials for importers on the embedded NATS: user importer, password in the file", "file", file)
-		case !errors.Is(err, os.ErrExist):
+		created, err := createPrivateFile(file, "# transferd serve --nats-listen: importers, \"<user> <password>\" or a user nkey, one a line.\nimporter "+
+			strings.TrimRight(ingest.NewSecretKey(), "=")+"\n")
+		if err != nil {
 			return nil, fmt.Errorf("generate --nats-users-file: %w", err)
+		}
+		if created {
+			log.Warn("generated credentials for importers on the embedded NATS: user importer, password in the file", "file", file)
 		}
 	}
 	b, err := readPrivateFile(file)
@@ -270,4 +248,29 @@ func (s *storeFlags) loadListenUsers(file string, log *slog.Logger) ([]journal.L
 		return nil, fmt.Errorf("--nats-users-file %s: no user", file)
 	}
 	return users, nil
+}
+
+// createPrivateFile creates path (0600) holding content, synced to disk,
+// and reports whether it did: an existing file is left alone (false, nil).
+// A file it could not write whole is removed.
+func createPrivateFile(path, content string) (bool, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	_, err = f.WriteString(content)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = syncFile(path)
+	}
+	if err != nil {
+		os.Remove(path)
+		return false, err
+	}
+	return true, nil
 }
