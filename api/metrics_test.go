@@ -13,6 +13,7 @@ import (
 	"github.com/transferd/transferd/api/apitest"
 	"github.com/transferd/transferd/engine"
 	"github.com/transferd/transferd/ingest"
+	"github.com/transferd/transferd/ingest/atlassian"
 )
 
 // TestMetrics sends events through a real ingest handler observed by the
@@ -41,7 +42,7 @@ func TestMetrics(t *testing.T) {
 	t.Cleanup(ingestSrv.Close)
 
 	post := func(body []byte) int {
-		tok, err := ingest.SignConnect("tenant-a", secret, "POST", ingest.DefaultConnectPath, "", "", time.Minute, time.Now())
+		tok, err := atlassian.SignConnect("POST", ingest.DefaultConnectPath, "", "tenant-a", secret, time.Minute, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/transferd/transferd/api/apitest"
 	"github.com/transferd/transferd/engine"
 	"github.com/transferd/transferd/ingest"
+	"github.com/transferd/transferd/ingest/atlassian"
 )
 
 // oasDoc decodes api.OpenAPI().
@@ -438,7 +439,7 @@ func TestOpenAPIDescribesReplies(t *testing.T) {
 	srv := httptest.NewServer(in)
 	t.Cleanup(srv.Close)
 	signed := func(path, iss, secret string) http.Header {
-		tok, err := ingest.SignConnect(iss, []byte(secret), "POST", path, "", "", time.Minute, time.Now())
+		tok, err := atlassian.SignConnect("POST", path, "", iss, []byte(secret), time.Minute, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/transferd/transferd/ingest/atlassian"
 )
 
 func TestAuthError(t *testing.T) {
@@ -44,7 +46,7 @@ func ExampleConnectVerifier_Verify() {
 	}
 
 	// What the platform sends: a webhook signed with the tenant's secret.
-	tok, err := SignConnect("jira:acme", secret, "POST", "/base/connect/migration-events", "", "/base", time.Minute, time.Now())
+	tok, err := atlassian.SignConnect("POST", "/base/connect/migration-events", "/base", "jira:acme", secret, time.Minute, time.Now())
 	if err != nil {
 		panic(err)
 	}

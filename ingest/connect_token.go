@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/transferd/transferd/ingest/atlassian"
 )
 
 // ErrUnknownTenant is wrapped by a SecretSource's error when no installation
@@ -41,10 +43,6 @@ const MaxTokenLifetime = 15 * time.Minute
 // maxTokenBytes caps the Connect tokens read from a request.
 const maxTokenBytes = 8 << 10
 
-// contextQSH is the fixed qsh of Connect context tokens, which do not bind
-// a request and are never accepted on server-to-server calls.
-const contextQSH = "context-qsh"
-
 // ConnectConfig configures a ConnectVerifier. The zero value verifies
 // requests for an app served at the root of its host.
 type ConnectConfig struct {
@@ -69,12 +67,6 @@ type ConnectVerifier struct {
 	parser   *jwt.Parser
 	leeway   time.Duration
 	log      *slog.Logger
-}
-
-// connectClaims are the claims of a Connect token.
-type connectClaims struct {
-	jwt.RegisteredClaims
-	QSH string `json:"qsh,omitempty"`
 }
 
 // NewConnectVerifier returns a verifier that finds shared secrets in
@@ -106,7 +98,7 @@ func (v *ConnectVerifier) Verify(r *http.Request) (clientKey string, err error) 
 		return "", err
 	}
 	ctx := r.Context()
-	var claims connectClaims
+	var claims atlassian.ConnectClaims
 	var sourceErr error
 	// jwt calls keyFunc once the token is decoded and its alg accepted, but
 	// before anything is verified: the secret is found by the unverified
@@ -166,19 +158,20 @@ func checkQSH(ctx context.Context, log *slog.Logger, r *http.Request, basePath, 
 	switch got {
 	case "":
 		return authErr(CodeInvalidQSH, "token has no qsh claim; it must be the query string hash of this request", nil)
-	case contextQSH:
+	case atlassian.ContextQSH:
 		return authErr(CodeContextQSH, `token has qsh "context-qsh", which is refused on server-to-server requests`, nil)
 	}
-	canonical := CanonicalRequest(r.Method, r.URL.EscapedPath(), r.URL.RawQuery, basePath)
-	want := hashCanonical(canonical)
+	want := atlassian.RequestQSH(r, basePath)
 	if subtle.ConstantTimeCompare([]byte(want), []byte(got)) == 1 {
 		return nil
 	}
-	log.LogAttrs(ctx, slog.LevelDebug, "qsh mismatch",
-		slog.String("iss", issuer),
-		slog.String("expected_qsh", want),
-		slog.String("received_qsh", got),
-		slog.String("canonical_request", canonical))
+	if log.Enabled(ctx, slog.LevelDebug) {
+		log.LogAttrs(ctx, slog.LevelDebug, "qsh mismatch",
+			slog.String("iss", issuer),
+			slog.String("expected_qsh", want),
+			slog.String("received_qsh", got),
+			slog.String("canonical_request", atlassian.CanonicalRequest(r.Method, r.URL.EscapedPath(), r.URL.RawQuery, basePath)))
+	}
 	return authErr(CodeInvalidQSH, "token qsh does not match this request (method, path relative to the app's baseUrl, and query)", nil)
 }
 
@@ -186,7 +179,7 @@ func checkQSH(ctx context.Context, log *slog.Logger, r *http.Request, basePath, 
 // failing that, the jwt query parameter.
 func connectToken(r *http.Request) (string, error) {
 	header, hasHeader := authorizationToken(r, "JWT")
-	query, hasQuery := queryToken(r.URL.RawQuery)
+	query, hasQuery := atlassian.QueryToken(r.URL.RawQuery)
 	var raw string
 	switch {
 	case hasHeader && hasQuery && header != query:
@@ -207,20 +200,6 @@ func authorizationToken(r *http.Request, scheme string) (string, bool) {
 		return "", false
 	}
 	return strings.TrimSpace(h[len(scheme)+1:]), true
-}
-
-// queryToken returns the first jwt parameter of rawQuery, decoded.
-func queryToken(rawQuery string) (string, bool) {
-	if rawQuery == "" {
-		return "", false
-	}
-	for field := range strings.SplitSeq(rawQuery, "&") {
-		k, v, _ := strings.Cut(field, "=")
-		if decodeQueryComponent(k) == "jwt" {
-			return decodeQueryComponent(v), true
-		}
-	}
-	return "", false
 }
 
 // checkTokenSize returns raw, or an *AuthError when it is empty (with the

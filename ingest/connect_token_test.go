@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/transferd/transferd/ingest/atlassian"
 )
 
 const (
@@ -43,7 +45,7 @@ func connectClaimsFor(method, target string) jwt.MapClaims {
 		"iss": testClientKey,
 		"iat": now.Unix(),
 		"exp": now.Add(3 * time.Minute).Unix(),
-		"qsh": QSH(method, u.EscapedPath(), u.RawQuery, "/app"),
+		"qsh": atlassian.QSH(method, u.EscapedPath(), u.RawQuery, "/app"),
 	}
 }
 
@@ -187,7 +189,7 @@ func TestConnectVerifierLogsQSHMismatch(t *testing.T) {
 	_, err := v.Verify(r)
 	wantAuthCode(t, err, CodeInvalidQSH)
 	out := buf.String()
-	for _, want := range []string{`"level":"DEBUG"`, claims["qsh"].(string), QSH(http.MethodPost, testHookPath, "", "/app"), "POST&/connect/migration-events&"} {
+	for _, want := range []string{`"level":"DEBUG"`, claims["qsh"].(string), atlassian.QSH(http.MethodPost, testHookPath, "", "/app"), "POST&/connect/migration-events&"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}
@@ -199,7 +201,7 @@ func TestConnectVerifierLogsQSHMismatch(t *testing.T) {
 
 func TestSignConnectRoundTrip(t *testing.T) {
 	now := time.Now()
-	tok, err := SignConnect(testClientKey, testSecret, "post", testHookPath, "b=2&a=1", "/app", time.Minute, now)
+	tok, err := atlassian.SignConnect("post", testHookPath+"?b=2&a=1", "/app", testClientKey, testSecret, time.Minute, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +215,7 @@ func TestSignConnectRoundTrip(t *testing.T) {
 		secret []byte
 		ttl    time.Duration
 	}{{"", testSecret, time.Minute}, {testClientKey, nil, time.Minute}, {testClientKey, testSecret, 0}} {
-		if _, err := SignConnect(bad.iss, bad.secret, "POST", "/", "", "", bad.ttl, now); err == nil {
+		if _, err := atlassian.SignConnect("POST", "/", "", bad.iss, bad.secret, bad.ttl, now); err == nil {
 			t.Errorf("SignConnect(%q, %q, ttl %v) did not fail", bad.iss, bad.secret, bad.ttl)
 		}
 	}
@@ -258,7 +260,7 @@ var knownAuthCodes = map[string]bool{
 func BenchmarkConnectVerify(b *testing.B) {
 	v := newTestConnectVerifier(b, nil)
 	const target = testHookPath + "?tenant=acme"
-	tok, err := SignConnect(testClientKey, testSecret, http.MethodPost, testHookPath, "tenant=acme", "/app", time.Minute, time.Now())
+	tok, err := atlassian.SignConnect(http.MethodPost, testHookPath+"?tenant=acme", "/app", testClientKey, testSecret, time.Minute, time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}

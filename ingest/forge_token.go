@@ -16,14 +16,12 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/transferd/transferd/engine"
+	"github.com/transferd/transferd/ingest/atlassian"
 )
 
 // DefaultForgeJWKSURL is where Forge publishes the keys of its invocation
 // tokens.
 const DefaultForgeJWKSURL = "https://forge.cdn.prod.atlassian-dev.net/.well-known/jwks.json"
-
-// ForgeIssuer is the iss of every Forge Invocation Token.
-const ForgeIssuer = "forge/invocation-token"
 
 // Defaults of ForgeConfig.
 const (
@@ -94,28 +92,6 @@ type ForgeInvocation struct {
 	ExpiresAt time.Time
 }
 
-// forgeClaims are the claims of a Forge Invocation Token that transferd
-// reads.
-type forgeClaims struct {
-	jwt.RegisteredClaims
-	App struct {
-		ID             string `json:"id"`
-		AppVersion     string `json:"appVersion"`
-		InstallationID string `json:"installationId"`
-		APIBaseURL     string `json:"apiBaseUrl"`
-		Environment    struct {
-			Type string `json:"type"`
-			ID   string `json:"id"`
-		} `json:"environment"`
-		Module struct {
-			Key string `json:"key"`
-		} `json:"module"`
-	} `json:"app"`
-	Context struct {
-		CloudID string `json:"cloudId"`
-	} `json:"context"`
-}
-
 // ForgeVerifier verifies Forge Invocation Tokens: RS256 with the key named
 // by the kid header in the Forge key set, iss forge/invocation-token, aud
 // and app.id pinned to the configured app, exp required and at most
@@ -183,7 +159,7 @@ func NewForgeVerifier(ctx context.Context, cfg ForgeConfig) (*ForgeVerifier, err
 			},
 		},
 		parser: newParser(jwt.SigningMethodRS256.Alg(), leeway,
-			jwt.WithIssuer(ForgeIssuer), jwt.WithAudience(cfg.AppARI)),
+			jwt.WithIssuer(atlassian.ForgeIssuer), jwt.WithAudience(cfg.AppARI)),
 		appARI:       cfg.AppARI,
 		leeway:       leeway,
 		fetchTimeout: fetchTimeout,
@@ -202,7 +178,7 @@ func (v *ForgeVerifier) Verify(r *http.Request) (ForgeInvocation, error) {
 	// The key lookup may wait for a fetch of the key set: bound it.
 	ctx, cancel := context.WithTimeout(r.Context(), v.fetchTimeout)
 	defer cancel()
-	var claims forgeClaims
+	var claims atlassian.ForgeClaims
 	tok, err := v.parser.ParseWithClaims(raw, &claims, v.keyFunc(ctx))
 	if err != nil {
 		return ForgeInvocation{}, tokenError(err, tok, jwt.SigningMethodRS256.Alg(), &claims.RegisteredClaims)

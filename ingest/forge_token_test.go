@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/transferd/transferd/ingest/atlassian"
 )
 
 const (
@@ -107,7 +109,7 @@ func fitClaims() jwt.MapClaims {
 		},
 		"context": map[string]any{"cloudId": "d0d52620-3203-4cfa-8db5-f2587155f0dd"},
 		"aud":     testAppARI,
-		"iss":     ForgeIssuer,
+		"iss":     atlassian.ForgeIssuer,
 		"iat":     now.Unix(),
 		"nbf":     now.Unix(),
 		"exp":     now.Add(25 * time.Second).Unix(),

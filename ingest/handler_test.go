@@ -25,6 +25,7 @@ import (
 	"github.com/transferd/transferd/engine/journal"
 	"github.com/transferd/transferd/engine/journal/journaltest"
 	"github.com/transferd/transferd/ingest"
+	"github.com/transferd/transferd/ingest/atlassian"
 )
 
 const (
@@ -88,7 +89,7 @@ func newPlatform(t testing.TB, j *journal.Journal, cfg ingest.Config) *platform 
 
 func (p *platform) connectToken(tenant string, secret []byte, ttl time.Duration) string {
 	p.t.Helper()
-	tok, err := ingest.SignConnect(tenant, secret, "POST", connectPath, "", "", ttl, time.Now())
+	tok, err := atlassian.SignConnect("POST", connectPath, "", tenant, secret, ttl, time.Now())
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -216,7 +217,7 @@ func TestIngestRefuses(t *testing.T) {
 	fitA := "Bearer " + p.fit("inst-a", nil)
 	now := time.Now()
 	hsClaims := jwt.MapClaims{"iss": "tenant-a", "iat": now.Unix(), "exp": now.Add(time.Minute).Unix(),
-		"qsh": ingest.QSH("POST", connectPath, "", "")}
+		"qsh": atlassian.QSH("POST", connectPath, "", "")}
 
 	// Bind t-owned to tenant A and t-forge-owned to installation inst-a first.
 	if r := p.post(connectPath, tokA, "application/json", connectEvent("t-owned", "listener-triggered", "")); r.status != 200 {
@@ -261,7 +262,7 @@ func TestIngestRefuses(t *testing.T) {
 		{"HS256 on forge", forgePath, "Bearer " + p.sign(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "forge/invocation-token", "aud": appARI, "exp": now.Add(time.Minute).Unix(), "app": map[string]any{"installationId": "inst-a"}}, []byte("k")), "application/json", forgeEvent("t-2", "triggered:listener", ""), 401, "invalid_algorithm", ""},
 		{"expired", connectPath, "JWT " + p.sign(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "tenant-a", "exp": now.Add(-2 * time.Minute).Unix(), "qsh": hsClaims["qsh"]}, secretA), "application/json", good, 401, "token_expired", ""},
 		{"no exp", connectPath, "JWT " + p.sign(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "tenant-a", "qsh": hsClaims["qsh"]}, secretA), "application/json", good, 401, "token_expired", ""},
-		{"wrong qsh", connectPath, "JWT " + p.sign(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "tenant-a", "exp": now.Add(time.Minute).Unix(), "qsh": ingest.QSH("POST", "/elsewhere", "", "")}, secretA), "application/json", good, 401, "invalid_qsh", ""},
+		{"wrong qsh", connectPath, "JWT " + p.sign(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "tenant-a", "exp": now.Add(time.Minute).Unix(), "qsh": atlassian.QSH("POST", "/elsewhere", "", "")}, secretA), "application/json", good, 401, "invalid_qsh", ""},
 		{"context-qsh", connectPath, "JWT " + p.sign(jwt.SigningMethodHS256, jwt.MapClaims{"iss": "tenant-a", "exp": now.Add(time.Minute).Unix(), "qsh": "context-qsh"}, secretA), "application/json", good, 401, "context_qsh", ""},
 		{"unknown tenant", connectPath, "JWT " + p.connectToken("tenant-x", []byte("whatever"), time.Minute), "application/json", good, 401, "unknown_tenant", ""},
 		{"wrong audience", forgePath, "Bearer " + p.fit("inst-a", func(c jwt.MapClaims) { c["aud"] = "ari:cloud:ecosystem::app/other" }), "application/json", forgeEvent("t-2", "triggered:listener", ""), 401, "invalid_audience", ""},

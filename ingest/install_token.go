@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/transferd/transferd/ingest/atlassian"
 )
 
 // DefaultInstallKeysURL is Atlassian's server of the public keys that sign
@@ -142,7 +144,7 @@ func (v *InstallVerifier) Verify(r *http.Request, clientKey string) (InstallAuth
 	if err != nil {
 		return 0, err
 	}
-	tok, _, err := v.peek.ParseUnverified(raw, &connectClaims{})
+	tok, _, err := v.peek.ParseUnverified(raw, &atlassian.ConnectClaims{})
 	switch {
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		return 0, authErr(CodeMalformedToken, "token is not a well-formed JWT", err)
@@ -162,7 +164,7 @@ func (v *InstallVerifier) verifySignedInstall(r *http.Request, raw string, peeke
 		return err
 	}
 	ctx := r.Context()
-	var claims connectClaims
+	var claims atlassian.ConnectClaims
 	tok, err := v.rs256.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) {
 		return v.publicKey(ctx, kid)
 	})
@@ -183,7 +185,7 @@ func (v *InstallVerifier) verifySignedInstall(r *http.Request, raw string, peeke
 
 func (v *InstallVerifier) verifySharedSecret(r *http.Request, raw, clientKey string) error {
 	ctx := r.Context()
-	var claims connectClaims
+	var claims atlassian.ConnectClaims
 	var sourceErr error
 	tok, err := v.hs256.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) {
 		if err := checkInstallIssuer(claims.Issuer, clientKey); err != nil {

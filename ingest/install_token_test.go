@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/transferd/transferd/ingest/atlassian"
 )
 
 // SignInstall returns a signed-install token as Atlassian sends with the
@@ -28,7 +30,7 @@ func SignInstall(key *rsa.PrivateKey, kid, clientKey, baseURL, method, path, raw
 		"aud": []string{baseURL},
 		"iat": now.Unix(),
 		"exp": now.Add(ttl).Unix(),
-		"qsh": QSH(method, path, rawQuery, basePath),
+		"qsh": atlassian.QSH(method, path, rawQuery, basePath),
 	})
 	tok.Header["kid"] = kid
 	return tok.SignedString(key)
@@ -91,7 +93,7 @@ func TestInstallVerifier(t *testing.T) {
 	keys.add(t, weakKID, &weak.PublicKey)
 
 	now := time.Now()
-	qsh := QSH(http.MethodPost, path, "", "/app")
+	qsh := atlassian.QSH(http.MethodPost, path, "", "/app")
 	good := jwt.MapClaims{
 		"iss": testClientKey,
 		"aud": []string{testBaseURL},
@@ -145,14 +147,14 @@ func TestInstallVerifier(t *testing.T) {
 		{name: "wrong audience", token: rs(with(good, "aud", []string{"https://evil.example.com"}), nil), code: CodeInvalidAudience},
 		{name: "audience not first", token: rs(with(good, "aud", []string{"https://evil.example.com", testBaseURL}), nil), code: CodeInvalidAudience},
 		{name: "missing audience", token: rs(with(good, "aud", nil), nil), code: CodeInvalidAudience},
-		{name: "wrong qsh", token: rs(with(good, "qsh", QSH(http.MethodPost, "/app/uninstalled", "", "/app")), nil), code: CodeInvalidQSH},
-		{name: "context-qsh", token: rs(with(good, "qsh", contextQSH), nil), code: CodeContextQSH},
+		{name: "wrong qsh", token: rs(with(good, "qsh", atlassian.QSH(http.MethodPost, "/app/uninstalled", "", "/app")), nil), code: CodeInvalidQSH},
+		{name: "context-qsh", token: rs(with(good, "qsh", atlassian.ContextQSH), nil), code: CodeContextQSH},
 		{name: "shared secret, unknown tenant", token: hs(with(hsGood, "iss", "jira:new")), clientKey: "jira:new", code: CodeUnknownTenant},
 		{name: "shared secret, wrong secret", token: signToken(t, jwt.SigningMethodHS256, []byte("old"), nil, hsGood), code: CodeInvalidSignature},
 		{name: "shared secret, iss is not the body's clientKey", token: hs(hsGood), clientKey: "jira:someone-else", code: CodeInvalidIssuer},
 		{name: "shared secret, expired", token: hs(with(hsGood, "exp", now.Add(-time.Hour).Unix())), code: CodeTokenExpired},
 		{name: "shared secret, wrong qsh", token: hs(with(hsGood, "qsh", "0000")), code: CodeInvalidQSH},
-		{name: "shared secret, context-qsh", token: hs(with(hsGood, "qsh", contextQSH)), code: CodeContextQSH},
+		{name: "shared secret, context-qsh", token: hs(with(hsGood, "qsh", atlassian.ContextQSH)), code: CodeContextQSH},
 		// Claim times (issue 10, C): the same checks on both paths.
 		{name: "signed install, exp 100 years ahead", token: rs(with(good, "exp", now.AddDate(100, 0, 0).Unix()), nil), code: CodeTokenExpired},
 		{name: "signed install, iat in the future", token: rs(with(good, "iat", now.Add(time.Hour).Unix()), nil), code: CodeTokenExpired},

@@ -17,6 +17,7 @@ import (
 
 	"github.com/transferd/transferd/engine/journal/journaltest"
 	"github.com/transferd/transferd/ingest"
+	"github.com/transferd/transferd/ingest/atlassian"
 )
 
 // installKeys serves one signed-install public key under /<kid>.
@@ -58,7 +59,7 @@ func TestLifecycle(t *testing.T) {
 	signed := func(path, clientKey, aud string) string {
 		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, jwt.MapClaims{
 			"iss": clientKey, "aud": []string{aud}, "iat": now.Unix(), "exp": now.Add(time.Minute).Unix(),
-			"qsh": ingest.QSH("POST", path, "", ""),
+			"qsh": atlassian.QSH("POST", path, "", ""),
 		})
 		tok.Header["kid"] = "kid-1"
 		s, err := tok.SignedString(key)
@@ -68,7 +69,7 @@ func TestLifecycle(t *testing.T) {
 		return "JWT " + s
 	}
 	hs := func(path, clientKey, secret string) string {
-		tok, err := ingest.SignConnect(clientKey, []byte(secret), "POST", path, "", "", time.Minute, now)
+		tok, err := atlassian.SignConnect("POST", path, "", clientKey, []byte(secret), time.Minute, now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,7 +126,7 @@ func TestLifecycleUnsignedWhenAllowed(t *testing.T) {
 	if r := p.post("/connect/installed", "", "application/json", installBody("dev-tenant", "stolen")); r.status != 401 {
 		t.Fatalf("unsigned re-install: %d %s, want 401", r.status, r.body)
 	}
-	tok, _ := ingest.SignConnect("dev-tenant", []byte("s1"), "POST", connectPath, "", "", time.Minute, time.Now())
+	tok, _ := atlassian.SignConnect("POST", connectPath, "", "dev-tenant", []byte("s1"), time.Minute, time.Now())
 	if r := p.post(connectPath, "JWT "+tok, "application/json", connectEvent("t", "listener-triggered", "")); r.status != 200 {
 		t.Fatalf("webhook: %d %s", r.status, r.body)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/transferd/transferd/api/client"
 	"github.com/transferd/transferd/engine/journal"
 	"github.com/transferd/transferd/ingest"
+	"github.com/transferd/transferd/ingest/atlassian"
 	"github.com/transferd/transferd/ingest/simulator"
 )
 
@@ -442,7 +443,7 @@ func clInstall(t *testing.T, target, baseURL string, keys *simulator.KeyServer, 
 		"key": "com.example.transferd-cluster-test", "clientKey": cr.ClientKey, "sharedSecret": cr.SharedSecret,
 		"baseUrl": "https://cl-shared.atlassian.net", "productType": "jira", "eventType": "installed",
 	})
-	qsh := ingest.QSH(http.MethodPost, "/connect/installed", "", "")
+	qsh := atlassian.QSH(http.MethodPost, "/connect/installed", "", "")
 	tok, err := keys.SignInstall(cr.ClientKey, baseURL, qsh, 3*time.Minute, time.Now())
 	if err != nil {
 		t.Fatal(err)

@@ -29,7 +29,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/transferd/transferd/ingest"
+	"github.com/transferd/transferd/ingest/atlassian"
 )
 
 // Path is the Notification API's path, relative to the site's URL.
@@ -189,7 +189,7 @@ func (c *Client) do(ctx context.Context, method, site string, secret []byte, pay
 	if ttl <= 0 {
 		ttl = DefaultTTL
 	}
-	tok, err := ingest.SignConnect(c.AppKey, secret, method, u.EscapedPath(), u.RawQuery, basePath, ttl, time.Now())
+	tok, err := atlassian.SignConnect(method, u.String(), basePath, c.AppKey, secret, ttl, time.Now())
 	if err != nil {
 		return nil, fmt.Errorf("notification: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/transferd/transferd/ingest"
+	"github.com/transferd/transferd/ingest/atlassian"
 	"github.com/transferd/transferd/ingest/notification"
 	"github.com/transferd/transferd/ingest/notification/notificationtest"
 )
@@ -123,7 +124,7 @@ func TestSiteNeedsQSHRelativeToSite(t *testing.T) {
 		basePath string
 		want     int
 	}{{"", http.StatusUnauthorized}, {"/wiki", http.StatusOK}} {
-		tok, err := ingest.SignConnect(appKey, []byte(secret), "GET", path, "", tc.basePath, time.Minute, time.Now())
+		tok, err := atlassian.SignConnect("GET", path, tc.basePath, appKey, []byte(secret), time.Minute, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,8 +7,6 @@ import (
 	"net/url"
 	"strings"
 	"time"
-
-	"github.com/transferd/transferd/ingest"
 )
 
 // Mix says which kind of app the simulated transfers come from.
@@ -64,7 +62,12 @@ func redact(s string) string {
 
 // Defaults of Config and of the simulate command.
 const (
-	DefaultTarget      = "http://127.0.0.1:8080"
+	DefaultTarget = "http://127.0.0.1:8080"
+	// DefaultConnectPath is serve's default Connect webhook path (the
+	// ingest package's DefaultConnectPath, spelled out so that the
+	// simulator does not depend on the server it tests; a test keeps the
+	// two equal).
+	DefaultConnectPath = "/connect/migration-events"
 	DefaultTransfers   = 200
 	DefaultConcurrency = 64
 	DefaultTenants     = 4
@@ -93,7 +96,7 @@ type Config struct {
 	// the qsh is computed. Default Target.
 	BaseURL string
 	// ConnectPath is the server's Connect webhook path; default
-	// ingest.DefaultConnectPath.
+	// DefaultConnectPath.
 	ConnectPath string
 
 	// Transfers is how many transfers to deliver, re-runs included;
@@ -185,7 +188,7 @@ func (c Config) withDefaults() Config {
 		c.BaseURL = c.Target
 	}
 	if c.ConnectPath == "" {
-		c.ConnectPath = ingest.DefaultConnectPath
+		c.ConnectPath = DefaultConnectPath
 	}
 	if c.Transfers <= 0 {
 		c.Transfers = DefaultTransfers

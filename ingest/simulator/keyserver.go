@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/transferd/transferd/ingest/atlassian"
 )
 
 // Paths the key server answers on.
@@ -132,18 +134,11 @@ func (k *KeyServer) Close() error {
 	return err
 }
 
-// installClaims are the claims of a signed install (and of the Connect
-// webhook tokens, which use the same set).
-type installClaims struct {
-	jwt.RegisteredClaims
-	QSH string `json:"qsh"`
-}
-
 // SignInstall returns the RS256 signed-install JWT Atlassian sends with a
 // first installed callback: kid header naming this server's key, iss =
 // clientKey, aud = [baseURL], the qsh of the request, and exp.
 func (k *KeyServer) SignInstall(clientKey, baseURL, qsh string, ttl time.Duration, now time.Time) (string, error) {
-	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, installClaims{
+	tok := jwt.NewWithClaims(jwt.SigningMethodRS256, atlassian.ConnectClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer:    clientKey,
 			Subject:   clientKey,
@@ -161,35 +156,13 @@ func (k *KeyServer) SignInstall(clientKey, baseURL, qsh string, ttl time.Duratio
 	return s, nil
 }
 
-// fitClaims are the claims of a Forge Invocation Token the simulator sends.
-type fitClaims struct {
-	jwt.RegisteredClaims
-	App struct {
-		ID             string `json:"id"`
-		AppVersion     string `json:"appVersion"`
-		InstallationID string `json:"installationId"`
-		APIBaseURL     string `json:"apiBaseUrl"`
-		Environment    struct {
-			Type string `json:"type"`
-			ID   string `json:"id"`
-		} `json:"environment"`
-		Module struct {
-			Type string `json:"type"`
-			Key  string `json:"key"`
-		} `json:"module"`
-	} `json:"app"`
-	Context struct {
-		CloudID string `json:"cloudId"`
-	} `json:"context"`
-}
-
 // SignFIT returns a Forge Invocation Token for installationID of app
 // appARI, as Forge signs the calls of a remote trigger: RS256 with the
 // JWKS key, iss forge/invocation-token, aud = appARI, app.installationId,
 // iat, nbf and exp = now + ttl (Forge uses about 25 s).
 func (k *KeyServer) SignFIT(appARI, installationID, cloudID string, ttl time.Duration, now time.Time) (string, error) {
-	var c fitClaims
-	c.Issuer = "forge/invocation-token"
+	var c atlassian.ForgeClaims
+	c.Issuer = atlassian.ForgeIssuer
 	c.Audience = jwt.ClaimStrings{appARI}
 	c.IssuedAt = jwt.NewNumericDate(now)
 	c.NotBefore = jwt.NewNumericDate(now)

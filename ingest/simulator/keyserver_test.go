@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/transferd/transferd/ingest"
+	"github.com/transferd/transferd/ingest/atlassian"
 	"github.com/transferd/transferd/ingest/simulator"
 )
 
@@ -53,7 +54,7 @@ func TestKeyServerTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	qsh := ingest.QSH("POST", "/base/connect/installed", "", "/base")
+	qsh := atlassian.QSH("POST", "/base/connect/installed", "", "/base")
 	tok, err := keys.SignInstall("client-1", baseURL, qsh, time.Minute, now)
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/transferd/transferd/engine"
 	"github.com/transferd/transferd/ingest"
+	"github.com/transferd/transferd/ingest/atlassian"
 )
 
 // ErrNotTrusted is wrapped by Run's error when the server refuses the
@@ -213,7 +214,7 @@ func (s *sender) install(ctx context.Context, t *tenant) error {
 	var auth string
 	if s.cfg.Install == InstallSigned {
 		u, _ := url.Parse(installURL)
-		qsh := ingest.QSH(http.MethodPost, u.EscapedPath(), "", s.signer.basePath)
+		qsh := atlassian.QSH(http.MethodPost, u.EscapedPath(), "", s.signer.basePath)
 		tok, err := s.signer.keys.SignInstall(t.issuer, s.cfg.BaseURL, qsh, installTokenTTL, s.cfg.Now())
 		if err != nil {
 			return err
@@ -225,7 +226,7 @@ func (s *sender) install(ctx context.Context, t *tenant) error {
 		// Installed already (by an earlier run): a re-install is signed
 		// with the tenant's shared secret, as Connect signs it.
 		u, _ := url.Parse(installURL)
-		tok, serr := ingest.SignConnect(t.issuer, t.secret, http.MethodPost, u.EscapedPath(), "", s.signer.basePath, installTokenTTL, s.cfg.Now())
+		tok, serr := atlassian.SignConnect(http.MethodPost, u.EscapedPath(), s.signer.basePath, t.issuer, t.secret, installTokenTTL, s.cfg.Now())
 		if serr != nil {
 			return serr
 		}

@@ -442,3 +442,11 @@ func TestRunKeptTenantsUnsignedRefused(t *testing.T) {
 		t.Fatalf("unsigned install of kept tenants on a server refusing them: %v", err)
 	}
 }
+
+// TestDefaultConnectPathIsServes: the simulator spells out serve's default
+// webhook path rather than import the ingest package; the two must agree.
+func TestDefaultConnectPathIsServes(t *testing.T) {
+	if simulator.DefaultConnectPath != ingest.DefaultConnectPath {
+		t.Fatalf("simulator.DefaultConnectPath = %q, ingest.DefaultConnectPath = %q", simulator.DefaultConnectPath, ingest.DefaultConnectPath)
+	}
+}

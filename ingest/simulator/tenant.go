@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/transferd/transferd/engine"
-	"github.com/transferd/transferd/ingest"
+	"github.com/transferd/transferd/ingest/atlassian"
 )
 
 // tenant is one Connect installation or one Forge installation: the issuer
@@ -136,7 +136,7 @@ func (s *signer) authorization(t *tenant) (string, error) {
 }
 
 func (s *signer) connect(t *tenant, secret []byte, path string, ttl time.Duration, now time.Time) (string, error) {
-	tok, err := ingest.SignConnect(t.issuer, secret, "POST", path, "", s.basePath, ttl, now)
+	tok, err := atlassian.SignConnect("POST", path, s.basePath, t.issuer, secret, ttl, now)
 	if err != nil {
 		return "", err
 	}

@@ -1,4 +1,4 @@
-package ingest
+package atlassian
 
 import (
 	"encoding/json"
@@ -73,7 +73,7 @@ func TestQSHVectors(t *testing.T) {
 	}
 }
 
-// TestRequestQSHVectors runs the vectors through requestQSH on real
+// TestRequestQSHVectors runs the vectors through RequestQSH on real
 // requests, for those whose URL net/http reads with the same path and query.
 func TestRequestQSHVectors(t *testing.T) {
 	ran := 0
@@ -94,8 +94,8 @@ func TestRequestQSHVectors(t *testing.T) {
 		if v.Transferd != nil {
 			want = v.Transferd.QSH
 		}
-		if got := requestQSH(r, v.BasePath); got != want {
-			t.Errorf("%s: requestQSH = %s, want %s", v.Name, got, want)
+		if got := RequestQSH(r, v.BasePath); got != want {
+			t.Errorf("%s: RequestQSH = %s, want %s", v.Name, got, want)
 		}
 	}
 	if ran < 20 {

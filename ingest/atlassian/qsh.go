@@ -1,4 +1,4 @@
-package ingest
+package atlassian
 
 import (
 	"cmp"
@@ -55,10 +55,27 @@ func QSH(method, path, rawQuery, basePath string) string {
 	return hashCanonical(CanonicalRequest(method, path, rawQuery, basePath))
 }
 
-// requestQSH returns the query string hash of r for an app whose baseUrl has
-// the path basePath.
-func requestQSH(r *http.Request, basePath string) string {
+// RequestQSH returns the query string hash of the received request r for a
+// baseUrl whose path is basePath: what the qsh claim of r's token must be.
+func RequestQSH(r *http.Request, basePath string) string {
 	return QSH(r.Method, r.URL.EscapedPath(), r.URL.RawQuery, basePath)
+}
+
+// QueryToken returns the first jwt parameter of rawQuery, decoded as the
+// query is for the qsh (see CanonicalRequest), and whether there is one:
+// where a Connect request may carry its token instead of the Authorization
+// header.
+func QueryToken(rawQuery string) (string, bool) {
+	if rawQuery == "" {
+		return "", false
+	}
+	for field := range strings.SplitSeq(rawQuery, "&") {
+		k, v, _ := strings.Cut(field, "=")
+		if decodeQueryComponent(k) == "jwt" {
+			return decodeQueryComponent(v), true
+		}
+	}
+	return "", false
 }
 
 func hashCanonical(canonical string) string {
