@@ -8,14 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/transferd/transferd/api/httperr"
 	"github.com/transferd/transferd/ingest/atlassian"
 )
 
 func TestAuthError(t *testing.T) {
 	cause := errors.New("token is expired")
-	err := authErr(CodeTokenExpired, "token has expired", cause)
+	err := authErr(httperr.CodeTokenExpired, "token has expired", cause)
 	var ae *AuthError
-	if !errors.As(err, &ae) || ae.Code != CodeTokenExpired || ae.Message != "token has expired" {
+	if !errors.As(err, &ae) || ae.Code != httperr.CodeTokenExpired || ae.Message != "token has expired" {
 		t.Fatalf("errors.As gave %+v", ae)
 	}
 	if !errors.Is(err, cause) {
@@ -24,7 +25,7 @@ func TestAuthError(t *testing.T) {
 	if got, want := err.Error(), "ingest: token_expired: token has expired: token is expired"; got != want {
 		t.Fatalf("Error() = %q, want %q", got, want)
 	}
-	if got := authErr(CodeMissingToken, "request has no token", nil).Error(); got != "ingest: missing_token: request has no token" {
+	if got := authErr(httperr.CodeMissingToken, "request has no token", nil).Error(); got != "ingest: missing_token: request has no token" {
 		t.Fatalf("Error() = %q", got)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/transferd/transferd/api/httperr"
 	"github.com/transferd/transferd/ingest/atlassian"
 )
 
@@ -134,20 +135,20 @@ func (v *ConnectVerifier) Verify(r *http.Request) (clientKey string, err error) 
 // *AuthError when there is none, or the source's own error.
 func lookupSecret(ctx context.Context, secrets SecretSource, clientKey string) ([]byte, error) {
 	if clientKey == "" {
-		return nil, authErr(CodeInvalidIssuer, "token has no iss claim; it must be the installation's clientKey", nil)
+		return nil, authErr(httperr.CodeInvalidIssuer, "token has no iss claim; it must be the installation's clientKey", nil)
 	}
 	if secrets == nil {
-		return nil, authErr(CodeUnknownTenant, "no Connect installation is registered for the token's issuer", nil)
+		return nil, authErr(httperr.CodeUnknownTenant, "no Connect installation is registered for the token's issuer", nil)
 	}
 	secret, err := secrets.SharedSecret(ctx, clientKey)
 	switch {
 	case errors.Is(err, ErrUnknownTenant):
-		return nil, authErr(CodeUnknownTenant, "no Connect installation is registered for the token's issuer", err)
+		return nil, authErr(httperr.CodeUnknownTenant, "no Connect installation is registered for the token's issuer", err)
 	case err != nil:
 		return nil, err
 	case len(secret) == 0:
 		// An empty HMAC key would accept tokens anyone can sign.
-		return nil, authErr(CodeUnknownTenant, "the Connect installation of the token's issuer has no shared secret", nil)
+		return nil, authErr(httperr.CodeUnknownTenant, "the Connect installation of the token's issuer has no shared secret", nil)
 	}
 	return secret, nil
 }
@@ -157,9 +158,9 @@ func lookupSecret(ctx context.Context, secrets SecretSource, clientKey string) (
 func checkQSH(ctx context.Context, log *slog.Logger, r *http.Request, basePath, issuer, got string) error {
 	switch got {
 	case "":
-		return authErr(CodeInvalidQSH, "token has no qsh claim; it must be the query string hash of this request", nil)
+		return authErr(httperr.CodeInvalidQSH, "token has no qsh claim; it must be the query string hash of this request", nil)
 	case atlassian.ContextQSH:
-		return authErr(CodeContextQSH, `token has qsh "context-qsh", which is refused on server-to-server requests`, nil)
+		return authErr(httperr.CodeContextQSH, `token has qsh "context-qsh", which is refused on server-to-server requests`, nil)
 	}
 	want := atlassian.RequestQSH(r, basePath)
 	if subtle.ConstantTimeCompare([]byte(want), []byte(got)) == 1 {
@@ -172,7 +173,7 @@ func checkQSH(ctx context.Context, log *slog.Logger, r *http.Request, basePath, 
 			slog.String("received_qsh", got),
 			slog.String("canonical_request", atlassian.CanonicalRequest(r.Method, r.URL.EscapedPath(), r.URL.RawQuery, basePath)))
 	}
-	return authErr(CodeInvalidQSH, "token qsh does not match this request (method, path relative to the app's baseUrl, and query)", nil)
+	return authErr(httperr.CodeInvalidQSH, "token qsh does not match this request (method, path relative to the app's baseUrl, and query)", nil)
 }
 
 // connectToken returns the token of r from "Authorization: JWT <token>" or,
@@ -183,7 +184,7 @@ func connectToken(r *http.Request) (string, error) {
 	var raw string
 	switch {
 	case hasHeader && hasQuery && header != query:
-		return "", authErr(CodeMalformedToken, "request carries two different tokens, in the Authorization header and in the jwt query parameter", nil)
+		return "", authErr(httperr.CodeMalformedToken, "request carries two different tokens, in the Authorization header and in the jwt query parameter", nil)
 	case hasHeader:
 		raw = header
 	case hasQuery:
@@ -207,9 +208,9 @@ func authorizationToken(r *http.Request, scheme string) (string, bool) {
 func checkTokenSize(raw string, limit int, missing string) (string, error) {
 	switch {
 	case raw == "":
-		return "", authErr(CodeMissingToken, missing, nil)
+		return "", authErr(httperr.CodeMissingToken, missing, nil)
 	case len(raw) > limit:
-		return "", authErr(CodeMalformedToken, fmt.Sprintf("token is longer than %d bytes", limit), nil)
+		return "", authErr(httperr.CodeMalformedToken, fmt.Sprintf("token is longer than %d bytes", limit), nil)
 	}
 	return raw, nil
 }
@@ -246,7 +247,7 @@ func checkTimes(raw string, c *jwt.RegisteredClaims, leeway time.Duration) error
 		raw  json.RawMessage
 	}{{"exp", times.Exp}, {"iat", times.Iat}, {"nbf", times.Nbf}} {
 		if len(f.raw) > 0 && f.raw[0] == '"' {
-			return authErr(CodeMalformedToken, "token claim "+f.name+" must be a number of seconds, not a string", nil)
+			return authErr(httperr.CodeMalformedToken, "token claim "+f.name+" must be a number of seconds, not a string", nil)
 		}
 	}
 	from := time.Now()
@@ -254,7 +255,7 @@ func checkTimes(raw string, c *jwt.RegisteredClaims, leeway time.Duration) error
 		from = c.IssuedAt.Time
 	}
 	if c.ExpiresAt != nil && c.ExpiresAt.Sub(from) > MaxTokenLifetime+leeway {
-		return authErr(CodeTokenExpired, fmt.Sprintf("token is valid for longer than %v (exp − iat); sign tokens that expire sooner", MaxTokenLifetime), nil)
+		return authErr(httperr.CodeTokenExpired, fmt.Sprintf("token is valid for longer than %v (exp − iat); sign tokens that expire sooner", MaxTokenLifetime), nil)
 	}
 	return nil
 }
@@ -269,30 +270,30 @@ func tokenError(err error, tok *jwt.Token, alg string, claims *jwt.RegisteredCla
 	}
 	if tok != nil && tok.Header != nil {
 		if got, _ := tok.Header["alg"].(string); got != alg {
-			return authErr(CodeInvalidAlgorithm, "token must be signed with "+alg, err)
+			return authErr(httperr.CodeInvalidAlgorithm, "token must be signed with "+alg, err)
 		}
 	}
 	switch {
 	case errors.Is(err, jwt.ErrTokenMalformed):
-		return authErr(CodeMalformedToken, "token is not a well-formed JWT", err)
+		return authErr(httperr.CodeMalformedToken, "token is not a well-formed JWT", err)
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		return authErr(CodeInvalidSignature, "token signature does not verify", err)
+		return authErr(httperr.CodeInvalidSignature, "token signature does not verify", err)
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
-		return authErr(CodeInvalidSignature, "token signature cannot be verified: its signing key is unknown or unavailable", err)
+		return authErr(httperr.CodeInvalidSignature, "token signature cannot be verified: its signing key is unknown or unavailable", err)
 	case errors.Is(err, jwt.ErrTokenExpired):
-		return authErr(CodeTokenExpired, "token has expired", err)
+		return authErr(httperr.CodeTokenExpired, "token has expired", err)
 	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-		return authErr(CodeTokenExpired, "token is not valid yet", err)
+		return authErr(httperr.CodeTokenExpired, "token is not valid yet", err)
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing) && claims.ExpiresAt == nil:
-		return authErr(CodeTokenExpired, "token has no exp claim; exp is required", err)
+		return authErr(httperr.CodeTokenExpired, "token has no exp claim; exp is required", err)
 	case errors.Is(err, jwt.ErrTokenInvalidAudience),
 		errors.Is(err, jwt.ErrTokenRequiredClaimMissing) && len(claims.Audience) == 0:
-		return authErr(CodeInvalidAudience, "token audience is not this app", err)
+		return authErr(httperr.CodeInvalidAudience, "token audience is not this app", err)
 	case errors.Is(err, jwt.ErrTokenInvalidIssuer),
 		errors.Is(err, jwt.ErrTokenRequiredClaimMissing) && claims.Issuer == "":
-		return authErr(CodeInvalidIssuer, "token issuer is not the expected one", err)
+		return authErr(httperr.CodeInvalidIssuer, "token issuer is not the expected one", err)
 	}
-	return authErr(CodeMalformedToken, "token claims are not valid", err)
+	return authErr(httperr.CodeMalformedToken, "token claims are not valid", err)
 }
 
 // baseURLPath returns the percent-encoded path of the app's baseUrl.

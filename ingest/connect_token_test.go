@@ -14,6 +14,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/transferd/transferd/api/httperr"
 	"github.com/transferd/transferd/ingest/atlassian"
 )
 
@@ -86,41 +87,41 @@ func TestConnectVerifier(t *testing.T) {
 		{name: "valid jwt query parameter", query: "&jwt=" + valid},
 		{name: "same token in header and query", auth: "JWT " + valid, query: "&jwt=" + valid},
 		{name: "expired within leeway", auth: "JWT " + hs(with(good, "exp", time.Now().Add(-20*time.Second).Unix()))},
-		{name: "no token", code: CodeMissingToken},
-		{name: "empty JWT header", auth: "JWT ", code: CodeMissingToken},
-		{name: "bearer scheme", auth: "Bearer " + valid, code: CodeMissingToken},
-		{name: "two different tokens", auth: "JWT " + valid, query: "&jwt=" + hs(good) + "x", code: CodeMalformedToken},
-		{name: "not a JWT", auth: "JWT not-a-token", code: CodeMalformedToken},
-		{name: "bad base64", auth: "JWT a.b.c", code: CodeMalformedToken},
-		{name: "claims not JSON", auth: "JWT " + unsignedToken(`{"alg":"HS256","typ":"JWT"}`, `[1,2`), code: CodeMalformedToken},
-		{name: "token too long", auth: "JWT " + strings.Repeat("a", maxTokenBytes+1), code: CodeMalformedToken},
-		{name: "exp of wrong type", auth: "JWT " + hs(with(good, "exp", "tomorrow")), code: CodeMalformedToken},
-		{name: "alg none", auth: "JWT " + signToken(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, nil, good), code: CodeInvalidAlgorithm},
-		{name: "alg missing", auth: "JWT " + unsignedToken(`{"typ":"JWT"}`, `{"iss":"x"}`), code: CodeInvalidAlgorithm},
-		{name: "alg unknown", auth: "JWT " + unsignedToken(`{"alg":"XS999"}`, `{"iss":"x"}`), code: CodeInvalidAlgorithm},
-		{name: "HS512 with the right secret", auth: "JWT " + signToken(t, jwt.SigningMethodHS512, testSecret, nil, good), code: CodeInvalidAlgorithm},
-		{name: "RS256", auth: "JWT " + signToken(t, jwt.SigningMethodRS256, testRSAKey(t, 0), nil, good), code: CodeInvalidAlgorithm},
-		{name: "wrong secret", auth: "JWT " + signToken(t, jwt.SigningMethodHS256, []byte("guess"), nil, good), code: CodeInvalidSignature},
-		{name: "tampered claims", auth: "JWT " + tamper(valid, hs(with(good, "qsh", "x"))), code: CodeInvalidSignature},
-		{name: "expired", auth: "JWT " + hs(with(good, "exp", past.Unix())), code: CodeTokenExpired},
-		{name: "missing exp", auth: "JWT " + hs(with(good, "exp", nil)), code: CodeTokenExpired},
-		{name: "not valid yet", auth: "JWT " + hs(with(good, "nbf", time.Now().Add(time.Hour).Unix())), code: CodeTokenExpired},
-		{name: "qsh of another path", auth: "JWT " + hs(connectClaimsFor(http.MethodPost, "/app/other")), code: CodeInvalidQSH},
-		{name: "qsh of another method", auth: "JWT " + hs(connectClaimsFor(http.MethodPut, target)), code: CodeInvalidQSH},
-		{name: "qsh of another query", auth: "JWT " + valid, target: testHookPath + "?tenant=acme", code: CodeInvalidQSH},
-		{name: "qsh missing", auth: "JWT " + hs(with(good, "qsh", nil)), code: CodeInvalidQSH},
-		{name: "context-qsh", auth: "JWT " + hs(with(good, "qsh", "context-qsh")), code: CodeContextQSH},
-		{name: "unknown tenant", auth: "JWT " + hs(with(good, "iss", "jira:unknown")), code: CodeUnknownTenant},
-		{name: "tenant without secret", auth: "JWT " + signToken(t, jwt.SigningMethodHS256, []byte{}, nil, with(good, "iss", "empty")), code: CodeUnknownTenant},
-		{name: "missing iss", auth: "JWT " + hs(with(good, "iss", nil)), code: CodeInvalidIssuer},
+		{name: "no token", code: httperr.CodeMissingToken},
+		{name: "empty JWT header", auth: "JWT ", code: httperr.CodeMissingToken},
+		{name: "bearer scheme", auth: "Bearer " + valid, code: httperr.CodeMissingToken},
+		{name: "two different tokens", auth: "JWT " + valid, query: "&jwt=" + hs(good) + "x", code: httperr.CodeMalformedToken},
+		{name: "not a JWT", auth: "JWT not-a-token", code: httperr.CodeMalformedToken},
+		{name: "bad base64", auth: "JWT a.b.c", code: httperr.CodeMalformedToken},
+		{name: "claims not JSON", auth: "JWT " + unsignedToken(`{"alg":"HS256","typ":"JWT"}`, `[1,2`), code: httperr.CodeMalformedToken},
+		{name: "token too long", auth: "JWT " + strings.Repeat("a", maxTokenBytes+1), code: httperr.CodeMalformedToken},
+		{name: "exp of wrong type", auth: "JWT " + hs(with(good, "exp", "tomorrow")), code: httperr.CodeMalformedToken},
+		{name: "alg none", auth: "JWT " + signToken(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, nil, good), code: httperr.CodeInvalidAlgorithm},
+		{name: "alg missing", auth: "JWT " + unsignedToken(`{"typ":"JWT"}`, `{"iss":"x"}`), code: httperr.CodeInvalidAlgorithm},
+		{name: "alg unknown", auth: "JWT " + unsignedToken(`{"alg":"XS999"}`, `{"iss":"x"}`), code: httperr.CodeInvalidAlgorithm},
+		{name: "HS512 with the right secret", auth: "JWT " + signToken(t, jwt.SigningMethodHS512, testSecret, nil, good), code: httperr.CodeInvalidAlgorithm},
+		{name: "RS256", auth: "JWT " + signToken(t, jwt.SigningMethodRS256, testRSAKey(t, 0), nil, good), code: httperr.CodeInvalidAlgorithm},
+		{name: "wrong secret", auth: "JWT " + signToken(t, jwt.SigningMethodHS256, []byte("guess"), nil, good), code: httperr.CodeInvalidSignature},
+		{name: "tampered claims", auth: "JWT " + tamper(valid, hs(with(good, "qsh", "x"))), code: httperr.CodeInvalidSignature},
+		{name: "expired", auth: "JWT " + hs(with(good, "exp", past.Unix())), code: httperr.CodeTokenExpired},
+		{name: "missing exp", auth: "JWT " + hs(with(good, "exp", nil)), code: httperr.CodeTokenExpired},
+		{name: "not valid yet", auth: "JWT " + hs(with(good, "nbf", time.Now().Add(time.Hour).Unix())), code: httperr.CodeTokenExpired},
+		{name: "qsh of another path", auth: "JWT " + hs(connectClaimsFor(http.MethodPost, "/app/other")), code: httperr.CodeInvalidQSH},
+		{name: "qsh of another method", auth: "JWT " + hs(connectClaimsFor(http.MethodPut, target)), code: httperr.CodeInvalidQSH},
+		{name: "qsh of another query", auth: "JWT " + valid, target: testHookPath + "?tenant=acme", code: httperr.CodeInvalidQSH},
+		{name: "qsh missing", auth: "JWT " + hs(with(good, "qsh", nil)), code: httperr.CodeInvalidQSH},
+		{name: "context-qsh", auth: "JWT " + hs(with(good, "qsh", "context-qsh")), code: httperr.CodeContextQSH},
+		{name: "unknown tenant", auth: "JWT " + hs(with(good, "iss", "jira:unknown")), code: httperr.CodeUnknownTenant},
+		{name: "tenant without secret", auth: "JWT " + signToken(t, jwt.SigningMethodHS256, []byte{}, nil, with(good, "iss", "empty")), code: httperr.CodeUnknownTenant},
+		{name: "missing iss", auth: "JWT " + hs(with(good, "iss", nil)), code: httperr.CodeInvalidIssuer},
 		// Claim times (issue 10, C).
-		{name: "exp as a numeric string", auth: "JWT " + hs(with(good, "exp", strconv.FormatInt(time.Now().Add(time.Minute).Unix(), 10))), code: CodeMalformedToken},
-		{name: "iat as a numeric string", auth: "JWT " + hs(with(good, "iat", strconv.FormatInt(time.Now().Unix(), 10))), code: CodeMalformedToken},
-		{name: "nbf as a numeric string", auth: "JWT " + hs(with(good, "nbf", strconv.FormatInt(time.Now().Unix(), 10))), code: CodeMalformedToken},
-		{name: "iat in the future", auth: "JWT " + hs(with(good, "iat", time.Now().Add(10*time.Minute).Unix())), code: CodeTokenExpired},
-		{name: "exp 100 years after iat", auth: "JWT " + hs(with(good, "exp", time.Now().AddDate(100, 0, 0).Unix())), code: CodeTokenExpired},
-		{name: "exp an hour after iat", auth: "JWT " + hs(with(good, "exp", time.Now().Add(time.Hour).Unix())), code: CodeTokenExpired},
-		{name: "no iat, exp an hour ahead", auth: "JWT " + hs(with(good, "iat", nil, "exp", time.Now().Add(time.Hour).Unix())), code: CodeTokenExpired},
+		{name: "exp as a numeric string", auth: "JWT " + hs(with(good, "exp", strconv.FormatInt(time.Now().Add(time.Minute).Unix(), 10))), code: httperr.CodeMalformedToken},
+		{name: "iat as a numeric string", auth: "JWT " + hs(with(good, "iat", strconv.FormatInt(time.Now().Unix(), 10))), code: httperr.CodeMalformedToken},
+		{name: "nbf as a numeric string", auth: "JWT " + hs(with(good, "nbf", strconv.FormatInt(time.Now().Unix(), 10))), code: httperr.CodeMalformedToken},
+		{name: "iat in the future", auth: "JWT " + hs(with(good, "iat", time.Now().Add(10*time.Minute).Unix())), code: httperr.CodeTokenExpired},
+		{name: "exp 100 years after iat", auth: "JWT " + hs(with(good, "exp", time.Now().AddDate(100, 0, 0).Unix())), code: httperr.CodeTokenExpired},
+		{name: "exp an hour after iat", auth: "JWT " + hs(with(good, "exp", time.Now().Add(time.Hour).Unix())), code: httperr.CodeTokenExpired},
+		{name: "no iat, exp an hour ahead", auth: "JWT " + hs(with(good, "iat", nil, "exp", time.Now().Add(time.Hour).Unix())), code: httperr.CodeTokenExpired},
 		{name: "lifetime at the maximum", auth: "JWT " + hs(with(good, "exp", time.Now().Add(MaxTokenLifetime).Unix()))},
 	}
 	v := newTestConnectVerifier(t, nil)
@@ -187,7 +188,7 @@ func TestConnectVerifierLogsQSHMismatch(t *testing.T) {
 	tok := signToken(t, jwt.SigningMethodHS256, testSecret, nil, claims)
 	r := httptest.NewRequest(http.MethodPost, testHookPath+"?jwt="+tok, nil)
 	_, err := v.Verify(r)
-	wantAuthCode(t, err, CodeInvalidQSH)
+	wantAuthCode(t, err, httperr.CodeInvalidQSH)
 	out := buf.String()
 	for _, want := range []string{`"level":"DEBUG"`, claims["qsh"].(string), atlassian.QSH(http.MethodPost, testHookPath, "", "/app"), "POST&/connect/migration-events&"} {
 		if !strings.Contains(out, want) {
@@ -251,10 +252,10 @@ func FuzzConnectToken(f *testing.F) {
 }
 
 var knownAuthCodes = map[string]bool{
-	CodeMissingToken: true, CodeMalformedToken: true, CodeInvalidAlgorithm: true,
-	CodeInvalidSignature: true, CodeTokenExpired: true, CodeInvalidQSH: true,
-	CodeContextQSH: true, CodeUnknownTenant: true, CodeInvalidAudience: true,
-	CodeInvalidIssuer: true,
+	httperr.CodeMissingToken: true, httperr.CodeMalformedToken: true, httperr.CodeInvalidAlgorithm: true,
+	httperr.CodeInvalidSignature: true, httperr.CodeTokenExpired: true, httperr.CodeInvalidQSH: true,
+	httperr.CodeContextQSH: true, httperr.CodeUnknownTenant: true, httperr.CodeInvalidAudience: true,
+	httperr.CodeInvalidIssuer: true,
 }
 
 func BenchmarkConnectVerify(b *testing.B) {

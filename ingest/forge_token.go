@@ -15,6 +15,7 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/transferd/transferd/api/httperr"
 	"github.com/transferd/transferd/engine"
 	"github.com/transferd/transferd/ingest/atlassian"
 )
@@ -188,11 +189,11 @@ func (v *ForgeVerifier) Verify(r *http.Request) (ForgeInvocation, error) {
 	}
 	switch {
 	case claims.App.InstallationID == "":
-		return ForgeInvocation{}, authErr(CodeMalformedToken, "Forge Invocation Token has no app.installationId claim", nil)
+		return ForgeInvocation{}, authErr(httperr.CodeMalformedToken, "Forge Invocation Token has no app.installationId claim", nil)
 	case !engine.ValidIssuer(claims.App.InstallationID):
-		return ForgeInvocation{}, authErr(CodeMalformedToken, "Forge Invocation Token's app.installationId is not 1 to 256 printable characters", nil)
+		return ForgeInvocation{}, authErr(httperr.CodeMalformedToken, "Forge Invocation Token's app.installationId is not 1 to 256 printable characters", nil)
 	case subtle.ConstantTimeCompare([]byte(claims.App.ID), []byte(v.appARI)) != 1:
-		return ForgeInvocation{}, authErr(CodeInvalidAudience, "Forge Invocation Token's app.id is not this app", nil)
+		return ForgeInvocation{}, authErr(httperr.CodeInvalidAudience, "Forge Invocation Token's app.id is not this app", nil)
 	}
 	return ForgeInvocation{
 		InstallationID:  claims.App.InstallationID,
@@ -216,9 +217,9 @@ func (v *ForgeVerifier) keyFunc(ctx context.Context) jwt.Keyfunc {
 		kid, _ := tok.Header["kid"].(string)
 		switch {
 		case kid == "":
-			return nil, authErr(CodeMalformedToken, "Forge Invocation Token has no kid header", nil)
+			return nil, authErr(httperr.CodeMalformedToken, "Forge Invocation Token has no kid header", nil)
 		case len(kid) > maxKIDBytes:
-			return nil, authErr(CodeMalformedToken, "Forge Invocation Token has an invalid kid header", nil)
+			return nil, authErr(httperr.CodeMalformedToken, "Forge Invocation Token has an invalid kid header", nil)
 		}
 		key, err := lookup(tok)
 		if errors.Is(err, jwkset.ErrKeyNotFound) {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/transferd/transferd/api/httperr"
 	"github.com/transferd/transferd/ingest/atlassian"
 )
 
@@ -146,32 +147,32 @@ func TestForgeVerifier(t *testing.T) {
 	}{
 		{name: "valid", token: rs(good)},
 		{name: "audience list containing the app", token: rs(with(good, "aud", []string{"ari:cloud:ecosystem::app/other", testAppARI}))},
-		{name: "no kid", token: signToken(t, jwt.SigningMethodRS256, key, nil, good), code: CodeMalformedToken},
-		{name: "kid not a string", token: signToken(t, jwt.SigningMethodRS256, key, map[string]any{"kid": 1}, good), code: CodeMalformedToken},
-		{name: "no token", code: CodeMissingToken},
-		{name: "JWT scheme", auth: "JWT " + rs(good), code: CodeMissingToken},
-		{name: "malformed", token: "a.b", code: CodeMalformedToken},
-		{name: "too long", token: string(make([]byte, maxForgeTokenBytes+1)), code: CodeMalformedToken},
-		{name: "alg none", token: signToken(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, nil, good), code: CodeInvalidAlgorithm},
-		{name: "HS256 keyed with the public key", token: signToken(t, jwt.SigningMethodHS256, pubPEM, map[string]any{"kid": "k1"}, good), code: CodeInvalidAlgorithm},
-		{name: "RS512", token: signToken(t, jwt.SigningMethodRS512, key, map[string]any{"kid": "k1"}, good), code: CodeInvalidAlgorithm},
-		{name: "unknown kid", token: signToken(t, jwt.SigningMethodRS256, key, map[string]any{"kid": "k-unknown"}, good), code: CodeInvalidSignature},
-		{name: "signed by another key", token: signToken(t, jwt.SigningMethodRS256, testRSAKey(t, 1), map[string]any{"kid": "k1"}, good), code: CodeInvalidSignature},
-		{name: "expired", token: rs(with(good, "exp", time.Now().Add(-time.Minute).Unix())), code: CodeTokenExpired},
-		{name: "missing exp", token: rs(with(good, "exp", nil)), code: CodeTokenExpired},
-		{name: "not valid yet", token: rs(with(good, "nbf", time.Now().Add(time.Hour).Unix())), code: CodeTokenExpired},
-		{name: "wrong audience", token: rs(with(good, "aud", "ari:cloud:ecosystem::app/other")), code: CodeInvalidAudience},
-		{name: "missing audience", token: rs(with(good, "aud", nil)), code: CodeInvalidAudience},
-		{name: "wrong issuer", token: rs(with(good, "iss", "forge/something-else")), code: CodeInvalidIssuer},
-		{name: "missing issuer", token: rs(with(good, "iss", nil)), code: CodeInvalidIssuer},
-		{name: "missing installationId", token: rs(noInstallation), code: CodeMalformedToken},
-		{name: "app of the wrong type", token: rs(with(good, "app", "x")), code: CodeMalformedToken},
-		{name: "app.id of another app", token: rs(with(good, "app", map[string]any{"id": "ari:cloud:ecosystem::app/other", "installationId": testInstallationID})), code: CodeInvalidAudience},
-		{name: "no app.id", token: rs(with(good, "app", map[string]any{"installationId": testInstallationID})), code: CodeInvalidAudience},
-		{name: "installationId with a newline", token: rs(with(good, "app", map[string]any{"id": testAppARI, "installationId": "a\nb"})), code: CodeMalformedToken},
-		{name: "exp 100 years after iat", token: rs(with(good, "exp", time.Now().AddDate(100, 0, 0).Unix())), code: CodeTokenExpired},
-		{name: "iat in the future", token: rs(with(good, "iat", time.Now().Add(time.Hour).Unix(), "nbf", nil)), code: CodeTokenExpired},
-		{name: "exp as a string", token: rs(with(good, "exp", fmt.Sprint(time.Now().Add(time.Minute).Unix()))), code: CodeMalformedToken},
+		{name: "no kid", token: signToken(t, jwt.SigningMethodRS256, key, nil, good), code: httperr.CodeMalformedToken},
+		{name: "kid not a string", token: signToken(t, jwt.SigningMethodRS256, key, map[string]any{"kid": 1}, good), code: httperr.CodeMalformedToken},
+		{name: "no token", code: httperr.CodeMissingToken},
+		{name: "JWT scheme", auth: "JWT " + rs(good), code: httperr.CodeMissingToken},
+		{name: "malformed", token: "a.b", code: httperr.CodeMalformedToken},
+		{name: "too long", token: string(make([]byte, maxForgeTokenBytes+1)), code: httperr.CodeMalformedToken},
+		{name: "alg none", token: signToken(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, nil, good), code: httperr.CodeInvalidAlgorithm},
+		{name: "HS256 keyed with the public key", token: signToken(t, jwt.SigningMethodHS256, pubPEM, map[string]any{"kid": "k1"}, good), code: httperr.CodeInvalidAlgorithm},
+		{name: "RS512", token: signToken(t, jwt.SigningMethodRS512, key, map[string]any{"kid": "k1"}, good), code: httperr.CodeInvalidAlgorithm},
+		{name: "unknown kid", token: signToken(t, jwt.SigningMethodRS256, key, map[string]any{"kid": "k-unknown"}, good), code: httperr.CodeInvalidSignature},
+		{name: "signed by another key", token: signToken(t, jwt.SigningMethodRS256, testRSAKey(t, 1), map[string]any{"kid": "k1"}, good), code: httperr.CodeInvalidSignature},
+		{name: "expired", token: rs(with(good, "exp", time.Now().Add(-time.Minute).Unix())), code: httperr.CodeTokenExpired},
+		{name: "missing exp", token: rs(with(good, "exp", nil)), code: httperr.CodeTokenExpired},
+		{name: "not valid yet", token: rs(with(good, "nbf", time.Now().Add(time.Hour).Unix())), code: httperr.CodeTokenExpired},
+		{name: "wrong audience", token: rs(with(good, "aud", "ari:cloud:ecosystem::app/other")), code: httperr.CodeInvalidAudience},
+		{name: "missing audience", token: rs(with(good, "aud", nil)), code: httperr.CodeInvalidAudience},
+		{name: "wrong issuer", token: rs(with(good, "iss", "forge/something-else")), code: httperr.CodeInvalidIssuer},
+		{name: "missing issuer", token: rs(with(good, "iss", nil)), code: httperr.CodeInvalidIssuer},
+		{name: "missing installationId", token: rs(noInstallation), code: httperr.CodeMalformedToken},
+		{name: "app of the wrong type", token: rs(with(good, "app", "x")), code: httperr.CodeMalformedToken},
+		{name: "app.id of another app", token: rs(with(good, "app", map[string]any{"id": "ari:cloud:ecosystem::app/other", "installationId": testInstallationID})), code: httperr.CodeInvalidAudience},
+		{name: "no app.id", token: rs(with(good, "app", map[string]any{"installationId": testInstallationID})), code: httperr.CodeInvalidAudience},
+		{name: "installationId with a newline", token: rs(with(good, "app", map[string]any{"id": testAppARI, "installationId": "a\nb"})), code: httperr.CodeMalformedToken},
+		{name: "exp 100 years after iat", token: rs(with(good, "exp", time.Now().AddDate(100, 0, 0).Unix())), code: httperr.CodeTokenExpired},
+		{name: "iat in the future", token: rs(with(good, "iat", time.Now().Add(time.Hour).Unix(), "nbf", nil)), code: httperr.CodeTokenExpired},
+		{name: "exp as a string", token: rs(with(good, "exp", fmt.Sprint(time.Now().Add(time.Minute).Unix()))), code: httperr.CodeMalformedToken},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -244,7 +245,7 @@ func TestForgeJWKSRefreshOnNewKID(t *testing.T) {
 	start := time.Now()
 	junk := signToken(t, jwt.SigningMethodRS256, old, map[string]any{"kid": "k-junk"}, fitClaims())
 	_, err := v.Verify(forgeRequest(junk))
-	wantAuthCode(t, err, CodeInvalidSignature)
+	wantAuthCode(t, err, httperr.CodeInvalidSignature)
 	if n := jwks.hits.Load(); n != 2 {
 		t.Fatalf("key set fetched %d times, want 2", n)
 	}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/transferd/transferd/api/httperr"
 	"github.com/transferd/transferd/engine"
 	"github.com/transferd/transferd/engine/journal"
 )
@@ -137,7 +138,7 @@ func (h *Handler) observe(route string, src engine.Source, fn stage) http.Handle
 			}
 		} else {
 			o.Status = http.StatusOK
-			writeJSON(w, http.StatusOK, reply)
+			httperr.WriteJSON(w, http.StatusOK, reply)
 		}
 		if h.cfg.Observe != nil {
 			o.Duration = time.Since(start)
@@ -150,18 +151,18 @@ func (h *Handler) observe(route string, src engine.Source, fn stage) http.Handle
 func (h *Handler) readJSON(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || (mt != "application/json" && !(len(mt) > 5 && mt[len(mt)-5:] == "+json")) {
-		return nil, fail(CodeUnsupportedMedia, "Content-Type must be application/json", err)
+		return nil, fail(httperr.CodeUnsupportedMediaType, "Content-Type must be application/json", err)
 	}
 	if r.ContentLength > h.cfg.MaxBody {
-		return nil, fail(CodePayloadTooLarge, "body exceeds "+strconv.FormatInt(h.cfg.MaxBody, 10)+" bytes", nil)
+		return nil, fail(httperr.CodePayloadTooLarge, "body exceeds "+strconv.FormatInt(h.cfg.MaxBody, 10)+" bytes", nil)
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, fail(CodePayloadTooLarge, "body exceeds "+strconv.FormatInt(h.cfg.MaxBody, 10)+" bytes", err)
+			return nil, fail(httperr.CodePayloadTooLarge, "body exceeds "+strconv.FormatInt(h.cfg.MaxBody, 10)+" bytes", err)
 		}
-		return nil, fail(CodeInvalidPayload, "could not read the body", err)
+		return nil, fail(httperr.CodeInvalidPayload, "could not read the body", err)
 	}
 	return body, nil
 }
@@ -180,7 +181,7 @@ func (h *Handler) accept(ctx context.Context, e *engine.Event, issuer string, o 
 	e.Issuer = issuer
 	e.ReceivedAt = h.cfg.Now().UTC()
 	if !engine.ValidIssuer(issuer) {
-		return nil, authErr(CodeInvalidIssuer, "token issuer is not 1 to 256 printable characters", nil)
+		return nil, authErr(httperr.CodeInvalidIssuer, "token issuer is not 1 to 256 printable characters", nil)
 	}
 	if m := e.Migration; m != nil && m.CreatedAt.After(e.ReceivedAt.Add(MaxCreatedAtSkew)) {
 		return nil, &engine.ValidationError{Field: "migrationDetails.createdAt", Reason: "more than 24h after the time of receipt"}
@@ -198,7 +199,7 @@ func (h *Handler) accept(ctx context.Context, e *engine.Event, issuer string, o 
 	}
 	// A bare owner is a binding made before bindings named the source.
 	if owner != want && owner != issuer {
-		return nil, fail(CodeTenantMismatch, "transfer "+e.TransferID+" belongs to another tenant", nil)
+		return nil, fail(httperr.CodeTenantMismatch, "transfer "+e.TransferID+" belongs to another tenant", nil)
 	}
 	ack, err := h.journal.Append(ctx, e)
 	if err != nil {
@@ -224,7 +225,7 @@ func (h *Handler) handleConnect(w http.ResponseWriter, r *http.Request, o *Outco
 	}
 	o.Kind, o.TransferID = e.Kind, e.TransferID
 	if len(e.ClientKeys) > 0 && !contains(e.ClientKeys, issuer) {
-		return nil, fail(CodeTenantMismatch, "migrationDetails names client keys other than the token's issuer", nil)
+		return nil, fail(httperr.CodeTenantMismatch, "migrationDetails names client keys other than the token's issuer", nil)
 	}
 	return h.accept(r.Context(), e, issuer, o)
 }

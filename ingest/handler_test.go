@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/transferd/transferd/api/httperr"
 	"github.com/transferd/transferd/engine/journal"
 	"github.com/transferd/transferd/engine/journal/journaltest"
 	"github.com/transferd/transferd/ingest"
@@ -129,7 +130,7 @@ type reply struct {
 }
 
 func (r reply) code() string {
-	var b ingest.ErrorBody
+	var b httperr.Body
 	json.Unmarshal(r.body, &b)
 	return b.Error.Code
 }
@@ -310,7 +311,7 @@ func TestIngestRefuses(t *testing.T) {
 			if r.status != tc.status || r.code() != tc.code {
 				t.Errorf("got %d %s, want %d %s", r.status, r.body, tc.status, tc.code)
 			}
-			var b ingest.ErrorBody
+			var b httperr.Body
 			if err := json.Unmarshal(r.body, &b); err != nil || b.Error.Message == "" {
 				t.Errorf("error body %s is not {\"error\":{\"code\",\"message\"}}", r.body)
 			}
@@ -416,7 +417,7 @@ func TestIngestJournalDown(t *testing.T) {
 			body := connectEvent(id, "app-data-uploaded", fmt.Sprintf(`,"s3Key":"down-%d"`, i))
 			start := time.Now()
 			r := p.post(connectPath, tok, "application/json", body)
-			if r.status != 503 || r.code() != "journal_unavailable" || r.header.Get("Retry-After") == "" {
+			if r.status != 503 || r.code() != "unavailable" || r.header.Get("Retry-After") == "" {
 				t.Fatalf("journal down: got %d %s (Retry-After %q), want 503", r.status, r.body, r.header.Get("Retry-After"))
 			}
 			if d := time.Since(start); d > 3*time.Second {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/transferd/transferd/api/httperr"
 	"github.com/transferd/transferd/ingest/atlassian"
 )
 
@@ -147,7 +148,7 @@ func (v *InstallVerifier) Verify(r *http.Request, clientKey string) (InstallAuth
 	tok, _, err := v.peek.ParseUnverified(raw, &atlassian.ConnectClaims{})
 	switch {
 	case errors.Is(err, jwt.ErrTokenMalformed):
-		return 0, authErr(CodeMalformedToken, "token is not a well-formed JWT", err)
+		return 0, authErr(httperr.CodeMalformedToken, "token is not a well-formed JWT", err)
 	case err == nil && tok.Method.Alg() == jwt.SigningMethodRS256.Alg():
 		return InstallSignedByAtlassian, v.verifySignedInstall(r, raw, tok, clientKey)
 	case err == nil && tok.Method.Alg() == jwt.SigningMethodHS256.Alg():
@@ -155,7 +156,7 @@ func (v *InstallVerifier) Verify(r *http.Request, clientKey string) (InstallAuth
 	}
 	// An alg jwt does not know (ErrTokenUnverifiable), or one it knows but
 	// neither path accepts.
-	return 0, authErr(CodeInvalidAlgorithm, "lifecycle token must be signed with RS256 (signed install) or HS256 (shared secret)", err)
+	return 0, authErr(httperr.CodeInvalidAlgorithm, "lifecycle token must be signed with RS256 (signed install) or HS256 (shared secret)", err)
 }
 
 func (v *InstallVerifier) verifySignedInstall(r *http.Request, raw string, peeked *jwt.Token, clientKey string) error {
@@ -178,7 +179,7 @@ func (v *InstallVerifier) verifySignedInstall(r *http.Request, raw string, peeke
 		return err
 	}
 	if len(claims.Audience) == 0 || strings.TrimSuffix(claims.Audience[0], "/") != v.baseURL {
-		return authErr(CodeInvalidAudience, "signed install token's first audience is not this app's baseUrl", nil)
+		return authErr(httperr.CodeInvalidAudience, "signed install token's first audience is not this app's baseUrl", nil)
 	}
 	return checkQSH(ctx, v.log, r, v.basePath, claims.Issuer, claims.QSH)
 }
@@ -213,9 +214,9 @@ func (v *InstallVerifier) verifySharedSecret(r *http.Request, raw, clientKey str
 func checkInstallIssuer(iss, clientKey string) error {
 	switch {
 	case iss == "":
-		return authErr(CodeInvalidIssuer, "lifecycle token has no iss claim; it must be the body's clientKey", nil)
+		return authErr(httperr.CodeInvalidIssuer, "lifecycle token has no iss claim; it must be the body's clientKey", nil)
 	case clientKey == "" || iss != clientKey:
-		return authErr(CodeInvalidIssuer, "lifecycle token issuer is not the body's clientKey", nil)
+		return authErr(httperr.CodeInvalidIssuer, "lifecycle token issuer is not the body's clientKey", nil)
 	}
 	return nil
 }
@@ -226,12 +227,12 @@ func installKID(tok *jwt.Token) (string, error) {
 	kid, _ := tok.Header["kid"].(string)
 	switch {
 	case kid == "":
-		return "", authErr(CodeMalformedToken, "signed install token has no kid header", nil)
+		return "", authErr(httperr.CodeMalformedToken, "signed install token has no kid header", nil)
 	case len(kid) > maxKIDBytes,
 		strings.Contains(kid, ".."),
 		strings.ContainsAny(kid, `/\?#%`),
 		strings.IndexFunc(kid, func(r rune) bool { return r <= ' ' || r >= 0x7F }) >= 0:
-		return "", authErr(CodeMalformedToken, "signed install token has an invalid kid header", nil)
+		return "", authErr(httperr.CodeMalformedToken, "signed install token has an invalid kid header", nil)
 	}
 	return kid, nil
 }
@@ -255,32 +256,32 @@ func (v *InstallVerifier) fetchKey(ctx context.Context, kid string) (*rsa.Public
 	keyURL := v.keysURL + "/" + url.PathEscape(kid)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, keyURL, nil)
 	if err != nil {
-		return nil, authErr(CodeInvalidSignature, "the install signing key could not be fetched", err)
+		return nil, authErr(httperr.CodeInvalidSignature, "the install signing key could not be fetched", err)
 	}
 	resp, err := v.client.Do(req)
 	if err != nil {
-		return nil, authErr(CodeInvalidSignature, "the install signing key could not be fetched", err)
+		return nil, authErr(httperr.CodeInvalidSignature, "the install signing key could not be fetched", err)
 	}
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusNotFound:
-		return nil, authErr(CodeInvalidSignature, "signed install token names a key the install keys server does not know", fmt.Errorf("GET %s: %s", keyURL, resp.Status))
+		return nil, authErr(httperr.CodeInvalidSignature, "signed install token names a key the install keys server does not know", fmt.Errorf("GET %s: %s", keyURL, resp.Status))
 	case resp.StatusCode != http.StatusOK:
-		return nil, authErr(CodeInvalidSignature, "the install signing key could not be fetched", fmt.Errorf("GET %s: %s", keyURL, resp.Status))
+		return nil, authErr(httperr.CodeInvalidSignature, "the install signing key could not be fetched", fmt.Errorf("GET %s: %s", keyURL, resp.Status))
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, installKeyMaxBytes+1))
 	if err == nil && len(body) > installKeyMaxBytes {
 		err = fmt.Errorf("GET %s: key longer than %d bytes", keyURL, installKeyMaxBytes)
 	}
 	if err != nil {
-		return nil, authErr(CodeInvalidSignature, "the install signing key could not be fetched", err)
+		return nil, authErr(httperr.CodeInvalidSignature, "the install signing key could not be fetched", err)
 	}
 	key, err := jwt.ParseRSAPublicKeyFromPEM(body)
 	if err == nil && key.N.BitLen() < installKeyMinBits {
 		err = fmt.Errorf("RSA key of %d bits, fewer than %d", key.N.BitLen(), installKeyMinBits)
 	}
 	if err != nil {
-		return nil, authErr(CodeInvalidSignature, "the install keys server sent an unusable key", fmt.Errorf("GET %s: %w", keyURL, err))
+		return nil, authErr(httperr.CodeInvalidSignature, "the install keys server sent an unusable key", fmt.Errorf("GET %s: %w", keyURL, err))
 	}
 	return key, nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/transferd/transferd/api/httperr"
 	"github.com/transferd/transferd/ingest/atlassian"
 )
 
@@ -127,40 +128,40 @@ func TestInstallVerifier(t *testing.T) {
 		{name: "aud with trailing slash", token: rs(with(good, "aud", []string{testBaseURL + "/"}), nil), want: InstallSignedByAtlassian},
 		{name: "aud as a string", token: rs(with(good, "aud", testBaseURL), nil), want: InstallSignedByAtlassian},
 		{name: "re-install with the shared secret", token: hs(hsGood), want: InstallSignedBySharedSecret},
-		{name: "no token", token: "", code: CodeMissingToken},
-		{name: "malformed", token: "x.y", code: CodeMalformedToken},
-		{name: "alg none", token: signToken(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, nil, good), code: CodeInvalidAlgorithm},
-		{name: "RS512", token: signToken(t, jwt.SigningMethodRS512, key, map[string]any{"kid": kid}, good), code: CodeInvalidAlgorithm},
-		{name: "HS512", token: signToken(t, jwt.SigningMethodHS512, testSecret, nil, hsGood), code: CodeInvalidAlgorithm},
-		{name: "alg unknown", token: unsignedToken(`{"alg":"ES999","kid":"k"}`, `{}`), code: CodeInvalidAlgorithm},
-		{name: "missing kid", token: rs(good, map[string]any{}), code: CodeMalformedToken},
-		{name: "kid with slash", token: rs(good, map[string]any{"kid": "../" + kid}), code: CodeMalformedToken},
-		{name: "kid with dot-dot", token: rs(good, map[string]any{"kid": ".."}), code: CodeMalformedToken},
-		{name: "kid not a string", token: rs(good, map[string]any{"kid": 7}), code: CodeMalformedToken},
-		{name: "unknown kid", token: rs(good, map[string]any{"kid": "no-such-key"}), code: CodeInvalidSignature},
-		{name: "signed by another key", token: rs(good, map[string]any{"kid": otherKID}), code: CodeInvalidSignature},
-		{name: "key too weak", token: signToken(t, jwt.SigningMethodRS256, weak, map[string]any{"kid": weakKID}, good), code: CodeInvalidSignature},
-		{name: "expired", token: rs(with(good, "exp", now.Add(-time.Hour).Unix()), nil), code: CodeTokenExpired},
-		{name: "missing exp", token: rs(with(good, "exp", nil), nil), code: CodeTokenExpired},
-		{name: "iss is not the body's clientKey", token: signed, clientKey: "jira:someone-else", code: CodeInvalidIssuer},
-		{name: "missing iss", token: rs(with(good, "iss", nil), nil), code: CodeInvalidIssuer},
-		{name: "wrong audience", token: rs(with(good, "aud", []string{"https://evil.example.com"}), nil), code: CodeInvalidAudience},
-		{name: "audience not first", token: rs(with(good, "aud", []string{"https://evil.example.com", testBaseURL}), nil), code: CodeInvalidAudience},
-		{name: "missing audience", token: rs(with(good, "aud", nil), nil), code: CodeInvalidAudience},
-		{name: "wrong qsh", token: rs(with(good, "qsh", atlassian.QSH(http.MethodPost, "/app/uninstalled", "", "/app")), nil), code: CodeInvalidQSH},
-		{name: "context-qsh", token: rs(with(good, "qsh", atlassian.ContextQSH), nil), code: CodeContextQSH},
-		{name: "shared secret, unknown tenant", token: hs(with(hsGood, "iss", "jira:new")), clientKey: "jira:new", code: CodeUnknownTenant},
-		{name: "shared secret, wrong secret", token: signToken(t, jwt.SigningMethodHS256, []byte("old"), nil, hsGood), code: CodeInvalidSignature},
-		{name: "shared secret, iss is not the body's clientKey", token: hs(hsGood), clientKey: "jira:someone-else", code: CodeInvalidIssuer},
-		{name: "shared secret, expired", token: hs(with(hsGood, "exp", now.Add(-time.Hour).Unix())), code: CodeTokenExpired},
-		{name: "shared secret, wrong qsh", token: hs(with(hsGood, "qsh", "0000")), code: CodeInvalidQSH},
-		{name: "shared secret, context-qsh", token: hs(with(hsGood, "qsh", atlassian.ContextQSH)), code: CodeContextQSH},
+		{name: "no token", token: "", code: httperr.CodeMissingToken},
+		{name: "malformed", token: "x.y", code: httperr.CodeMalformedToken},
+		{name: "alg none", token: signToken(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, nil, good), code: httperr.CodeInvalidAlgorithm},
+		{name: "RS512", token: signToken(t, jwt.SigningMethodRS512, key, map[string]any{"kid": kid}, good), code: httperr.CodeInvalidAlgorithm},
+		{name: "HS512", token: signToken(t, jwt.SigningMethodHS512, testSecret, nil, hsGood), code: httperr.CodeInvalidAlgorithm},
+		{name: "alg unknown", token: unsignedToken(`{"alg":"ES999","kid":"k"}`, `{}`), code: httperr.CodeInvalidAlgorithm},
+		{name: "missing kid", token: rs(good, map[string]any{}), code: httperr.CodeMalformedToken},
+		{name: "kid with slash", token: rs(good, map[string]any{"kid": "../" + kid}), code: httperr.CodeMalformedToken},
+		{name: "kid with dot-dot", token: rs(good, map[string]any{"kid": ".."}), code: httperr.CodeMalformedToken},
+		{name: "kid not a string", token: rs(good, map[string]any{"kid": 7}), code: httperr.CodeMalformedToken},
+		{name: "unknown kid", token: rs(good, map[string]any{"kid": "no-such-key"}), code: httperr.CodeInvalidSignature},
+		{name: "signed by another key", token: rs(good, map[string]any{"kid": otherKID}), code: httperr.CodeInvalidSignature},
+		{name: "key too weak", token: signToken(t, jwt.SigningMethodRS256, weak, map[string]any{"kid": weakKID}, good), code: httperr.CodeInvalidSignature},
+		{name: "expired", token: rs(with(good, "exp", now.Add(-time.Hour).Unix()), nil), code: httperr.CodeTokenExpired},
+		{name: "missing exp", token: rs(with(good, "exp", nil), nil), code: httperr.CodeTokenExpired},
+		{name: "iss is not the body's clientKey", token: signed, clientKey: "jira:someone-else", code: httperr.CodeInvalidIssuer},
+		{name: "missing iss", token: rs(with(good, "iss", nil), nil), code: httperr.CodeInvalidIssuer},
+		{name: "wrong audience", token: rs(with(good, "aud", []string{"https://evil.example.com"}), nil), code: httperr.CodeInvalidAudience},
+		{name: "audience not first", token: rs(with(good, "aud", []string{"https://evil.example.com", testBaseURL}), nil), code: httperr.CodeInvalidAudience},
+		{name: "missing audience", token: rs(with(good, "aud", nil), nil), code: httperr.CodeInvalidAudience},
+		{name: "wrong qsh", token: rs(with(good, "qsh", atlassian.QSH(http.MethodPost, "/app/uninstalled", "", "/app")), nil), code: httperr.CodeInvalidQSH},
+		{name: "context-qsh", token: rs(with(good, "qsh", atlassian.ContextQSH), nil), code: httperr.CodeContextQSH},
+		{name: "shared secret, unknown tenant", token: hs(with(hsGood, "iss", "jira:new")), clientKey: "jira:new", code: httperr.CodeUnknownTenant},
+		{name: "shared secret, wrong secret", token: signToken(t, jwt.SigningMethodHS256, []byte("old"), nil, hsGood), code: httperr.CodeInvalidSignature},
+		{name: "shared secret, iss is not the body's clientKey", token: hs(hsGood), clientKey: "jira:someone-else", code: httperr.CodeInvalidIssuer},
+		{name: "shared secret, expired", token: hs(with(hsGood, "exp", now.Add(-time.Hour).Unix())), code: httperr.CodeTokenExpired},
+		{name: "shared secret, wrong qsh", token: hs(with(hsGood, "qsh", "0000")), code: httperr.CodeInvalidQSH},
+		{name: "shared secret, context-qsh", token: hs(with(hsGood, "qsh", atlassian.ContextQSH)), code: httperr.CodeContextQSH},
 		// Claim times (issue 10, C): the same checks on both paths.
-		{name: "signed install, exp 100 years ahead", token: rs(with(good, "exp", now.AddDate(100, 0, 0).Unix()), nil), code: CodeTokenExpired},
-		{name: "signed install, iat in the future", token: rs(with(good, "iat", now.Add(time.Hour).Unix()), nil), code: CodeTokenExpired},
-		{name: "signed install, exp as a string", token: rs(with(good, "exp", fmt.Sprint(now.Add(time.Minute).Unix())), nil), code: CodeMalformedToken},
-		{name: "shared secret, exp 100 years ahead", token: hs(with(hsGood, "exp", now.AddDate(100, 0, 0).Unix())), code: CodeTokenExpired},
-		{name: "shared secret, iat as a string", token: hs(with(hsGood, "iat", fmt.Sprint(now.Unix()))), code: CodeMalformedToken},
+		{name: "signed install, exp 100 years ahead", token: rs(with(good, "exp", now.AddDate(100, 0, 0).Unix()), nil), code: httperr.CodeTokenExpired},
+		{name: "signed install, iat in the future", token: rs(with(good, "iat", now.Add(time.Hour).Unix()), nil), code: httperr.CodeTokenExpired},
+		{name: "signed install, exp as a string", token: rs(with(good, "exp", fmt.Sprint(now.Add(time.Minute).Unix())), nil), code: httperr.CodeMalformedToken},
+		{name: "shared secret, exp 100 years ahead", token: hs(with(hsGood, "exp", now.AddDate(100, 0, 0).Unix())), code: httperr.CodeTokenExpired},
+		{name: "shared secret, iat as a string", token: hs(with(hsGood, "iat", fmt.Sprint(now.Unix()))), code: httperr.CodeMalformedToken},
 	}
 	v, err := NewInstallVerifier(secretMap{testClientKey: testSecret}, InstallConfig{BaseURL: testBaseURL, KeysURL: keys.URL + "/"})
 	if err != nil {
@@ -211,7 +212,7 @@ func TestInstallVerifierCachesKeys(t *testing.T) {
 	r := httptest.NewRequest(http.MethodPost, "/app/uninstalled", nil)
 	r.Header.Set("Authorization", "JWT "+signToken(t, jwt.SigningMethodHS256, testSecret, nil, connectClaimsFor(http.MethodPost, "/app/uninstalled")))
 	_, err = v.Verify(r, testClientKey)
-	wantAuthCode(t, err, CodeUnknownTenant)
+	wantAuthCode(t, err, httperr.CodeUnknownTenant)
 }
 
 func TestInstallVerifierKeyServerDown(t *testing.T) {
@@ -230,7 +231,7 @@ func TestInstallVerifierKeyServerDown(t *testing.T) {
 	r := httptest.NewRequest(http.MethodPost, "/app/installed", nil)
 	r.Header.Set("Authorization", "JWT "+tok)
 	_, err = v.Verify(r, testClientKey)
-	wantAuthCode(t, err, CodeInvalidSignature)
+	wantAuthCode(t, err, httperr.CodeInvalidSignature)
 }
 
 func TestInstallVerifierSecretSourceFailure(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/transferd/transferd/api/httperr"
 	"github.com/transferd/transferd/engine"
 )
 
@@ -35,17 +36,17 @@ func (h *Handler) readInstall(w http.ResponseWriter, r *http.Request, needSecret
 	}
 	var p installPayload
 	if err := json.Unmarshal(body, &p); err != nil {
-		return p, fail(CodeInvalidPayload, "body must be a JSON object with clientKey and sharedSecret strings", err)
+		return p, fail(httperr.CodeInvalidPayload, "body must be a JSON object with clientKey and sharedSecret strings", err)
 	}
 	switch {
 	case p.ClientKey == "":
-		return p, fail(CodeInvalidPayload, "clientKey: required, a non-empty string", nil)
+		return p, fail(httperr.CodeInvalidPayload, "clientKey: required, a non-empty string", nil)
 	case needSecret && p.SharedSecret == "":
-		return p, fail(CodeInvalidPayload, "sharedSecret: required, a non-empty string", nil)
+		return p, fail(httperr.CodeInvalidPayload, "sharedSecret: required, a non-empty string", nil)
 	case len(p.ClientKey) > 256 || len(p.SharedSecret) > 1024:
-		return p, fail(CodeInvalidPayload, "clientKey or sharedSecret too long", nil)
+		return p, fail(httperr.CodeInvalidPayload, "clientKey or sharedSecret too long", nil)
 	case !engine.ValidIssuer(p.ClientKey):
-		return p, fail(CodeInvalidPayload, "clientKey may contain only printable ASCII characters without spaces", nil)
+		return p, fail(httperr.CodeInvalidPayload, "clientKey may contain only printable ASCII characters without spaces", nil)
 	}
 	return p, nil
 }
@@ -56,7 +57,7 @@ func (h *Handler) readInstall(w http.ResponseWriter, r *http.Request, needSecret
 func (h *Handler) verifyLifecycle(r *http.Request, clientKey string, out *Lifecycle) error {
 	if r.Header.Get("Authorization") == "" && r.URL.Query().Get("jwt") == "" && h.cfg.AllowUnsignedInstall && r.URL.Path == "/connect/installed" {
 		if t, err := h.tenants.Get(r.Context(), clientKey); err == nil && t.Active() {
-			return authErr(CodeMissingToken, "tenant "+clientKey+" is installed: a re-install must be signed with its shared secret", nil)
+			return authErr(httperr.CodeMissingToken, "tenant "+clientKey+" is installed: a re-install must be signed with its shared secret", nil)
 		} else if err != nil && !errors.Is(err, ErrUnknownTenant) {
 			return err
 		}
@@ -64,7 +65,7 @@ func (h *Handler) verifyLifecycle(r *http.Request, clientKey string, out *Lifecy
 		return nil
 	}
 	if h.install == nil {
-		return authErr(CodeInvalidAudience, "signed lifecycle callbacks need the app's base URL: start serve with --base-url", nil)
+		return authErr(httperr.CodeInvalidAudience, "signed lifecycle callbacks need the app's base URL: start serve with --base-url", nil)
 	}
 	how, err := h.install.Verify(r, clientKey)
 	if err != nil {
@@ -106,7 +107,7 @@ func (h *Handler) handleUninstalled(w http.ResponseWriter, r *http.Request, o *O
 	}
 	if err := h.tenants.Uninstall(r.Context(), p.ClientKey, h.cfg.Now()); err != nil {
 		if errors.Is(err, ErrUnknownTenant) {
-			return nil, authErr(CodeUnknownTenant, "tenant "+p.ClientKey+" is not installed", err)
+			return nil, authErr(httperr.CodeUnknownTenant, "tenant "+p.ClientKey+" is not installed", err)
 		}
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/transferd/transferd/api/httperr"
 	"github.com/transferd/transferd/engine/journal/journaltest"
 	"github.com/transferd/transferd/ingest"
 	"github.com/transferd/transferd/ingest/atlassian"
@@ -139,7 +140,7 @@ func TestWrongMethod(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	var b ingest.ErrorBody
+	var b httperr.Body
 	if err := json.NewDecoder(res.Body).Decode(&b); err != nil || res.StatusCode != 405 || b.Error.Code != "method_not_allowed" ||
 		!strings.Contains(res.Header.Get("Allow"), "POST") {
 		t.Errorf("GET %s: %d %+v %v", connectPath, res.StatusCode, b, err)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+
+	"github.com/transferd/transferd/api/httperr"
 )
 
 // New returns the ingest handler. ctx bounds the background refresh of the
@@ -43,7 +45,7 @@ func New(ctx context.Context, cfg Config, j Journal, tenants *Registry) (*Handle
 			w.Header().Set("Allow", "POST")
 			o := Outcome{Route: "method"}
 			var msg string
-			o.Status, o.Code, msg = writeErrorMsg(w, h.cfg.Logger, fail(CodeMethodNotAllowed, r.Method+" is not allowed on "+path+": use POST", nil))
+			o.Status, o.Code, msg = writeErrorMsg(w, h.cfg.Logger, fail(httperr.CodeMethodNotAllowed, r.Method+" is not allowed on "+path+": use POST", nil))
 			h.refusal.refused(r, &o, msg)
 		})
 	}
@@ -57,7 +59,7 @@ type stage func(w http.ResponseWriter, r *http.Request, o *Outcome) (any, error)
 func (h *Handler) needInstall(next stage) stage {
 	return func(w http.ResponseWriter, r *http.Request, o *Outcome) (any, error) {
 		if h.install == nil && !h.cfg.AllowUnsignedInstall {
-			return nil, authErr(CodeInvalidAudience, "lifecycle callbacks need the app's base URL: start serve with --base-url", nil)
+			return nil, authErr(httperr.CodeInvalidAudience, "lifecycle callbacks need the app's base URL: start serve with --base-url", nil)
 		}
 		return next(w, r, o)
 	}
@@ -68,7 +70,7 @@ func (h *Handler) needInstall(next stage) stage {
 func (h *Handler) needForge(next stage) stage {
 	return func(w http.ResponseWriter, r *http.Request, o *Outcome) (any, error) {
 		if h.forge == nil {
-			return nil, authErr(CodeInvalidAudience, "Forge events are not enabled: start serve with --forge-app-ari", nil)
+			return nil, authErr(httperr.CodeInvalidAudience, "Forge events are not enabled: start serve with --forge-app-ari", nil)
 		}
 		return next(w, r, o)
 	}

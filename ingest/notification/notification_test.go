@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/transferd/transferd/ingest"
+	"github.com/transferd/transferd/api/httperr"
 	"github.com/transferd/transferd/ingest/atlassian"
 	"github.com/transferd/transferd/ingest/notification"
 	"github.com/transferd/transferd/ingest/notification/notificationtest"
@@ -86,8 +86,8 @@ func TestClientRefused(t *testing.T) {
 		secret   string
 		wantCode string
 	}{
-		{"wrong secret", appKey, "not-the-tenant-secret", ingest.CodeInvalidSignature},
-		{"unknown app key", "com.example.other-app", secret, ingest.CodeUnknownTenant},
+		{"wrong secret", appKey, "not-the-tenant-secret", httperr.CodeInvalidSignature},
+		{"unknown app key", "com.example.other-app", secret, httperr.CodeUnknownTenant},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			site := notificationtest.NewSite(t, notificationtest.Options{Path: "/wiki", AppKey: appKey, Secret: []byte(secret)})

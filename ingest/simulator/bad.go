@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 
+	"github.com/transferd/transferd/api/httperr"
 	"github.com/transferd/transferd/engine"
 )
 
@@ -164,16 +165,9 @@ func otherTenants(all []*tenant, not *tenant) []*tenant {
 	return out
 }
 
-// jsonError is the error body of every refusal (DESIGN §6).
-type jsonError struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
+// decodeError reads the code and message of an error reply (DESIGN §6).
 func decodeError(body []byte) (code, msg string) {
-	var e jsonError
+	var e httperr.Body
 	if json.Unmarshal(body, &e) == nil {
 		return e.Error.Code, e.Error.Message
 	}

@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/transferd/transferd/api/httperr"
 	"github.com/transferd/transferd/engine"
-	"github.com/transferd/transferd/ingest"
 	"github.com/transferd/transferd/ingest/atlassian"
 )
 
@@ -222,7 +222,7 @@ func (s *sender) install(ctx context.Context, t *tenant) error {
 		auth = "JWT " + tok
 	}
 	rep, err := s.setup(ctx, installURL, auth, body)
-	if err == nil && s.cfg.Install == InstallUnsigned && rep.status == http.StatusUnauthorized && rep.code == ingest.CodeMissingToken {
+	if err == nil && s.cfg.Install == InstallUnsigned && rep.status == http.StatusUnauthorized && rep.code == httperr.CodeMissingToken {
 		// Installed already (by an earlier run): a re-install is signed
 		// with the tenant's shared secret, as Connect signs it.
 		u, _ := url.Parse(installURL)
@@ -232,7 +232,7 @@ func (s *sender) install(ctx context.Context, t *tenant) error {
 		}
 		signed, serr := s.setup(ctx, installURL, "JWT "+tok, body)
 		switch {
-		case serr == nil && signed.status == http.StatusUnauthorized && signed.code == ingest.CodeUnknownTenant:
+		case serr == nil && signed.status == http.StatusUnauthorized && signed.code == httperr.CodeUnknownTenant:
 			// Not installed: the unsigned install was refused as unsigned.
 		case serr == nil && signed.status != http.StatusOK:
 			return fmt.Errorf("%w: re-install of %s signed with its shared secret refused: %d %s: %s (the server has it with another secret: use --install signed, or remove it with transferd tenants remove)",
@@ -277,7 +277,7 @@ func (s *sender) probe(ctx context.Context, t *tenant) error {
 		case t.source == engine.SourceConnect:
 			return fmt.Errorf("%w: Connect tenant %s refused: %d %s: %s (register it with transferd tenants add, or use --install signed)",
 				ErrNotTrusted, t.issuer, rep.status, rep.code, rep.msg)
-		case rep.code != ingest.CodeInvalidSignature:
+		case rep.code != httperr.CodeInvalidSignature:
 			return s.forgeRefused(rep)
 		}
 		if !waiting {

@@ -2,14 +2,16 @@
 // Notification API clients: an httptest server on loopback that serves
 // PUT and GET /rest/atlassian-connect/1/migration/webhook under the site's
 // path, verifies every request's Connect JWT with the rules the ingest side
-// applies to the platform's tokens (ingest.ConnectVerifier: HS256 with the
-// shared secret of the token's iss, exp required, the qsh of the request
-// relative to the site's URL, no context-qsh), and keeps the endpoints in
-// memory. It is stopped in tb.Cleanup.
+// applies to the platform's tokens (HS256 only, with the shared secret of
+// the token's iss, exp required, the qsh of the request relative to the
+// site's URL, never context-qsh), and keeps the endpoints in memory. It is
+// stopped in tb.Cleanup. It depends only on the wire protocol
+// (ingest/atlassian), not on the server's verifiers, so that a mistake
+// shared by both sides does not go unnoticed.
 package notificationtest
 
 import (
-	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,7 +27,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/transferd/transferd/ingest"
+	"github.com/transferd/transferd/api/httperr"
+	"github.com/transferd/transferd/ingest/atlassian"
 )
 
 // WebhookPath is the Notification API's path relative to a site's URL, as
@@ -64,21 +67,14 @@ type Site struct {
 	URL    string
 	Server *httptest.Server
 
-	verifier *ingest.ConnectVerifier
+	appKey   string
+	secret   []byte
+	basePath string
+	parser   *jwt.Parser
 
 	mu        sync.Mutex
 	endpoints []string
 	requests  []Request
-}
-
-// secrets answers for the one app key the site trusts.
-type secrets map[string][]byte
-
-func (s secrets) SharedSecret(_ context.Context, iss string) ([]byte, error) {
-	if b, ok := s[iss]; ok {
-		return b, nil
-	}
-	return nil, fmt.Errorf("%w %q", ingest.ErrUnknownTenant, iss)
 }
 
 // NewSite starts a fake site.
@@ -88,13 +84,54 @@ func NewSite(tb testing.TB, opts Options) *Site {
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	tb.Cleanup(s.Server.Close)
 	s.URL = s.Server.URL + opts.Path
-	v, err := ingest.NewConnectVerifier(secrets{opts.AppKey: opts.Secret}, ingest.ConnectConfig{BaseURL: s.URL})
+	u, err := url.Parse(s.URL)
 	if err != nil {
 		tb.Fatalf("notificationtest: %v", err)
 	}
-	s.verifier = v
+	s.appKey, s.secret, s.basePath = opts.AppKey, opts.Secret, u.EscapedPath()
+	s.parser = jwt.NewParser(jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithLeeway(30*time.Second))
 	return s
 }
+
+// verify checks r's Connect JWT and returns its claims, or the refusal as
+// "code: message" with a code of the ingest side's vocabulary.
+func (s *Site) verify(r *http.Request) (*atlassian.ConnectClaims, string) {
+	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "JWT ")
+	if !ok {
+		raw, ok = atlassian.QueryToken(r.URL.RawQuery)
+	}
+	if !ok || strings.TrimSpace(raw) == "" {
+		return nil, httperr.CodeMissingToken + ": no Connect JWT"
+	}
+	var c atlassian.ConnectClaims
+	_, err := s.parser.ParseWithClaims(strings.TrimSpace(raw), &c, func(*jwt.Token) (any, error) {
+		if c.Issuer == "" || c.Issuer != s.appKey || len(s.secret) == 0 {
+			return nil, errUnknownIssuer
+		}
+		return s.secret, nil
+	})
+	switch {
+	case errors.Is(err, errUnknownIssuer):
+		return nil, httperr.CodeUnknownTenant + ": no app is installed for the token's issuer"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		// Also a token not signed with HS256: the parser pins it.
+		return nil, httperr.CodeInvalidSignature + ": token is not signed with HS256 and the app's shared secret"
+	case errors.Is(err, jwt.ErrTokenExpired), errors.Is(err, jwt.ErrTokenNotValidYet),
+		errors.Is(err, jwt.ErrTokenUsedBeforeIssued), errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return nil, httperr.CodeTokenExpired + ": token expired, not valid yet or without exp"
+	case err != nil:
+		return nil, httperr.CodeMalformedToken + ": " + err.Error()
+	case c.QSH == atlassian.ContextQSH:
+		return nil, httperr.CodeContextQSH + ": context-qsh is refused on server-to-server calls"
+	case subtle.ConstantTimeCompare([]byte(c.QSH), []byte(atlassian.RequestQSH(r, s.basePath))) != 1:
+		return nil, httperr.CodeInvalidQSH + ": token qsh does not match this request relative to the site's URL"
+	}
+	return &c, ""
+}
+
+// errUnknownIssuer: the token's iss is not the app key the site trusts.
+var errUnknownIssuer = errors.New("unknown issuer")
 
 // Endpoints returns the endpoints registered now.
 func (s *Site) Endpoints() []string {
@@ -154,16 +191,16 @@ func (s *Site) serve(w http.ResponseWriter, r *http.Request) {
 		reply(http.StatusNotFound, "no resource at "+rec.Path, nil)
 		return
 	}
-	if _, err := s.verifier.Verify(r); err != nil {
-		var ae *ingest.AuthError
-		if errors.As(err, &ae) {
-			reply(http.StatusUnauthorized, ae.Code+": "+ae.Message, nil)
-		} else {
-			reply(http.StatusInternalServerError, err.Error(), nil)
-		}
+	c, refusal := s.verify(r)
+	if c == nil {
+		reply(http.StatusUnauthorized, refusal, nil)
 		return
 	}
-	rec.Issuer, rec.IssuedAt, rec.ExpiresAt = claims(r)
+	rec.Issuer = c.Issuer
+	if c.IssuedAt != nil {
+		rec.IssuedAt = c.IssuedAt.Time
+	}
+	rec.ExpiresAt = c.ExpiresAt.Time
 
 	switch r.Method {
 	case http.MethodGet:
@@ -204,20 +241,4 @@ func readEndpoints(r *http.Request) ([]string, error) {
 		}
 	}
 	return *body.Endpoints, nil
-}
-
-// claims reads the already verified token's iss, iat and exp.
-func claims(r *http.Request) (iss string, iat, exp time.Time) {
-	raw := strings.TrimSpace(strings.TrimPrefix(r.Header.Get("Authorization"), "JWT "))
-	var c jwt.RegisteredClaims
-	if _, _, err := jwt.NewParser().ParseUnverified(raw, &c); err != nil {
-		return "", time.Time{}, time.Time{}
-	}
-	if c.IssuedAt != nil {
-		iat = c.IssuedAt.Time
-	}
-	if c.ExpiresAt != nil {
-		exp = c.ExpiresAt.Time
-	}
-	return c.Issuer, iat, exp
 }
