@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/transferd/transferd/api"
 	"github.com/transferd/transferd/api/apitest"
+	"github.com/transferd/transferd/api/httperr"
 )
 
 // get sends GET path with the test token and returns the status and body.
@@ -61,7 +61,7 @@ func wantError(t testing.TB, status int, body []byte, wantStatus int, code, para
 	if status != wantStatus {
 		t.Fatalf("status = %d, want %d (%s)", status, wantStatus, body)
 	}
-	var eb api.ErrorBody
+	var eb httperr.Body
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&eb); err != nil {

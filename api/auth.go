@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+
+	"github.com/transferd/transferd/api/httperr"
 )
 
 // tokens are the configured API tokens, kept as SHA-256 digests so that a
@@ -35,8 +37,8 @@ func (t tokens) valid(presented string) bool {
 
 // These errors answer 401; the difference shows only in WWW-Authenticate.
 var (
-	errNoToken  = &Error{Code: CodeUnauthorized, Message: "an API token is required: Authorization: Bearer <token>"}
-	errBadToken = &Error{Code: CodeUnauthorized, Message: "the API token is not valid"}
+	errNoToken  = &Error{Code: httperr.CodeUnauthorized, Message: "an API token is required: Authorization: Bearer <token>"}
+	errBadToken = &Error{Code: httperr.CodeUnauthorized, Message: "the API token is not valid"}
 )
 
 // wwwAuthenticate is the challenge of a 401 (RFC 6750 §3).

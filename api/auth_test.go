@@ -7,6 +7,7 @@ import (
 
 	"github.com/transferd/transferd/api"
 	"github.com/transferd/transferd/api/apitest"
+	"github.com/transferd/transferd/api/httperr"
 )
 
 // TestAuthEveryRoute checks that every /v1 route refuses a request without
@@ -52,7 +53,7 @@ func TestAuthEveryRoute(t *testing.T) {
 					t.Errorf("WWW-Authenticate = %q, want %q", got, a.challenge)
 				}
 				body := readAll(t, resp)
-				wantError(t, resp.StatusCode, body, http.StatusUnauthorized, api.CodeUnauthorized, "")
+				wantError(t, resp.StatusCode, body, http.StatusUnauthorized, httperr.CodeUnauthorized, "")
 			})
 		}
 	}
@@ -71,6 +72,6 @@ func TestNoTokensRefusesAll(t *testing.T) {
 	env := apitest.New(t, apitest.Options{API: api.Config{Tokens: []string{" ", ""}}})
 	for _, auth := range []string{"Bearer ", "Bearer  ", "Bearer x"} {
 		status, body := do(t, env, "GET", "/v1/transfers", auth)
-		wantError(t, status, body, http.StatusUnauthorized, api.CodeUnauthorized, "")
+		wantError(t, status, body, http.StatusUnauthorized, httperr.CodeUnauthorized, "")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/transferd/transferd/api/httperr"
 	"github.com/transferd/transferd/engine"
 )
 
@@ -87,7 +88,7 @@ func loadAssets() map[string]*staticAsset {
 func assetURL(name string) (string, error) {
 	a, ok := assets[name]
 	if !ok {
-		return "", &Error{Code: CodeInternal, Message: "no asset " + name}
+		return "", &Error{Code: httperr.CodeInternal, Message: "no asset " + name}
 	}
 	return "/static/" + name + "?v=" + strings.Trim(a.etag, `"`), nil
 }

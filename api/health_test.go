@@ -9,6 +9,7 @@ import (
 
 	"github.com/transferd/transferd/api"
 	"github.com/transferd/transferd/api/apitest"
+	"github.com/transferd/transferd/api/httperr"
 	"github.com/transferd/transferd/engine/journal"
 	"github.com/transferd/transferd/engine/journal/journaltest"
 )
@@ -92,7 +93,7 @@ func TestReadyz(t *testing.T) {
 		// Queries that need the journal answer 503 too; the projection
 		// still answers.
 		statusEv, body := get(t, env, "/v1/transfers/t-1/events")
-		wantError(t, statusEv, body, http.StatusServiceUnavailable, api.CodeUnavailable, "")
+		wantError(t, statusEv, body, http.StatusServiceUnavailable, httperr.CodeUnavailable, "")
 		statusList, body := get(t, env, "/v1/transfers")
 		if statusList != 200 {
 			t.Errorf("list with the journal down = %d %s", statusList, body)

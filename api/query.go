@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/transferd/transferd/api/httperr"
 )
 
 // checkQuery refuses query parameters other than allowed, and any given
@@ -17,7 +19,7 @@ func checkQuery(r *http.Request, allowed ...string) error {
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return &Error{Code: CodeInvalidRequest, Message: "malformed query string", Err: err}
+		return &Error{Code: httperr.CodeInvalidRequest, Message: "malformed query string", Err: err}
 	}
 	return checkValues(q, allowed)
 }
@@ -46,7 +48,7 @@ func checkValues(q url.Values, allowed []string) error {
 func values(r *http.Request, allowed ...string) (url.Values, error) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return nil, &Error{Code: CodeInvalidRequest, Message: "malformed query string", Err: err}
+		return nil, &Error{Code: httperr.CodeInvalidRequest, Message: "malformed query string", Err: err}
 	}
 	return q, checkValues(q, allowed)
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/transferd/transferd/api/httperr"
 	"github.com/transferd/transferd/engine"
 	"github.com/transferd/transferd/engine/journal"
 	"github.com/transferd/transferd/projections"
@@ -200,10 +201,10 @@ func (s *Server) enterStream() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.ctx.Err() != nil {
-		return &Error{Code: CodeUnavailable, Message: "the server is shutting down"}
+		return &Error{Code: httperr.CodeUnavailable, Message: "the server is shutting down"}
 	}
 	if s.open >= s.cfg.MaxStreams {
-		return &Error{Code: CodeUnavailable, Message: "too many open streams (at most " + strconv.Itoa(s.cfg.MaxStreams) + "); retry later"}
+		return &Error{Code: httperr.CodeUnavailable, Message: "too many open streams (at most " + strconv.Itoa(s.cfg.MaxStreams) + "); retry later"}
 	}
 	s.open++
 	s.streams.Add(1)
@@ -242,7 +243,7 @@ func (s *Server) route(pattern string, fn func(http.ResponseWriter, *http.Reques
 		rm.observe(status, time.Since(start))
 	})
 	s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, s.log, &Error{Code: CodeMethodNotAllowed, Message: r.Method + " is not allowed on " + r.URL.Path + ": the query API is read-only (GET)"})
+		writeError(w, r, s.log, &Error{Code: httperr.CodeMethodNotAllowed, Message: r.Method + " is not allowed on " + r.URL.Path + ": the query API is read-only (GET)"})
 	})
 }
 

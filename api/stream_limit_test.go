@@ -12,6 +12,7 @@ import (
 
 	"github.com/transferd/transferd/api"
 	"github.com/transferd/transferd/api/apitest"
+	"github.com/transferd/transferd/api/httperr"
 	"github.com/transferd/transferd/engine/journal"
 )
 
@@ -145,7 +146,7 @@ func TestMaxStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := readAll(t, resp)
-	wantError(t, resp.StatusCode, body, http.StatusServiceUnavailable, api.CodeUnavailable, "")
+	wantError(t, resp.StatusCode, body, http.StatusServiceUnavailable, httperr.CodeUnavailable, "")
 	if !strings.Contains(string(body), "too many open streams") {
 		t.Errorf("body %s", body)
 	}

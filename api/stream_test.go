@@ -14,6 +14,7 @@ import (
 
 	"github.com/transferd/transferd/api"
 	"github.com/transferd/transferd/api/apitest"
+	"github.com/transferd/transferd/api/httperr"
 	"github.com/transferd/transferd/engine"
 )
 
@@ -299,7 +300,7 @@ func TestStreamFilters(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer resp.Body.Close()
-			wantError(t, resp.StatusCode, readAll(t, resp), 400, api.CodeInvalidRequest, tc.param)
+			wantError(t, resp.StatusCode, readAll(t, resp), 400, httperr.CodeInvalidRequest, tc.param)
 		})
 	}
 }
@@ -455,5 +456,5 @@ func TestCloseEndsStreams(t *testing.T) {
 	}
 	// The API's own server still answers, but refuses new streams.
 	status, body := get(t, env, "/v1/stream")
-	wantError(t, status, body, http.StatusServiceUnavailable, api.CodeUnavailable, "")
+	wantError(t, status, body, http.StatusServiceUnavailable, httperr.CodeUnavailable, "")
 }

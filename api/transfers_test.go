@@ -13,6 +13,7 @@ import (
 
 	"github.com/transferd/transferd/api"
 	"github.com/transferd/transferd/api/apitest"
+	"github.com/transferd/transferd/api/httperr"
 	"github.com/transferd/transferd/engine"
 	"github.com/transferd/transferd/engine/journal"
 )
@@ -79,16 +80,16 @@ func TestGetTransfer(t *testing.T) {
 		status      int
 		code, param string
 	}{
-		{"unknown transfer", "/v1/transfers/nope", 404, api.CodeNotFound, ""},
-		{"impossible id", "/v1/transfers/a.b", 400, api.CodeInvalidRequest, "id"},
-		{"wildcard id", "/v1/transfers/*", 400, api.CodeInvalidRequest, "id"},
-		{"unknown parameter", "/v1/transfers/t-1?as=1", 400, api.CodeInvalidRequest, "as"},
-		{"repeated parameter", "/v1/transfers/t-1?at=1&at=2", 400, api.CodeInvalidRequest, "at"},
-		{"bad at", "/v1/transfers/t-1?at=yesterday", 400, api.CodeInvalidRequest, "at"},
-		{"at before the first event", "/v1/transfers/t-1?at=2020-01-01T00:00:00Z", 404, api.CodeNotFound, ""},
-		{"at seq 0", "/v1/transfers/t-1?at=0", 404, api.CodeNotFound, ""},
-		{"at before t-2 existed", "/v1/transfers/t-2?at=3", 404, api.CodeNotFound, ""},
-		{"unknown route", "/v1/transfer/t-1", 404, api.CodeNotFound, ""},
+		{"unknown transfer", "/v1/transfers/nope", 404, httperr.CodeNotFound, ""},
+		{"impossible id", "/v1/transfers/a.b", 400, httperr.CodeInvalidRequest, "id"},
+		{"wildcard id", "/v1/transfers/*", 400, httperr.CodeInvalidRequest, "id"},
+		{"unknown parameter", "/v1/transfers/t-1?as=1", 400, httperr.CodeInvalidRequest, "as"},
+		{"repeated parameter", "/v1/transfers/t-1?at=1&at=2", 400, httperr.CodeInvalidRequest, "at"},
+		{"bad at", "/v1/transfers/t-1?at=yesterday", 400, httperr.CodeInvalidRequest, "at"},
+		{"at before the first event", "/v1/transfers/t-1?at=2020-01-01T00:00:00Z", 404, httperr.CodeNotFound, ""},
+		{"at seq 0", "/v1/transfers/t-1?at=0", 404, httperr.CodeNotFound, ""},
+		{"at before t-2 existed", "/v1/transfers/t-2?at=3", 404, httperr.CodeNotFound, ""},
+		{"unknown route", "/v1/transfer/t-1", 404, httperr.CodeNotFound, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -215,7 +216,7 @@ func TestList(t *testing.T) {
 	for _, tc := range errs {
 		t.Run(tc.query, func(t *testing.T) {
 			status, body := get(t, f.env, "/v1/transfers"+tc.query)
-			wantError(t, status, body, http.StatusBadRequest, api.CodeInvalidRequest, tc.param)
+			wantError(t, status, body, http.StatusBadRequest, httperr.CodeInvalidRequest, tc.param)
 		})
 	}
 }
@@ -241,9 +242,9 @@ func TestLineage(t *testing.T) {
 		}
 	}
 	status, body := get(t, f.env, "/v1/transfers/nope/lineage")
-	wantError(t, status, body, 404, api.CodeNotFound, "")
+	wantError(t, status, body, 404, httperr.CodeNotFound, "")
 	status, body = get(t, f.env, "/v1/transfers/t-1/lineage?depth=2")
-	wantError(t, status, body, 400, api.CodeInvalidRequest, "depth")
+	wantError(t, status, body, 400, httperr.CodeInvalidRequest, "depth")
 }
 
 func TestMigration(t *testing.T) {
@@ -259,7 +260,7 @@ func TestMigration(t *testing.T) {
 		t.Errorf("migration = %s", body)
 	}
 	status, body := get(t, f.env, "/v1/migrations/nope")
-	wantError(t, status, body, 404, api.CodeNotFound, "")
+	wantError(t, status, body, 404, httperr.CodeNotFound, "")
 }
 
 func TestEvents(t *testing.T) {
@@ -322,9 +323,9 @@ func TestEvents(t *testing.T) {
 	}
 
 	status, body := get(t, f.env, "/v1/transfers/nope/events")
-	wantError(t, status, body, 404, api.CodeNotFound, "")
+	wantError(t, status, body, 404, httperr.CodeNotFound, "")
 	status, body = get(t, f.env, "/v1/transfers/t>/events")
-	wantError(t, status, body, 400, api.CodeInvalidRequest, "id")
+	wantError(t, status, body, 400, httperr.CodeInvalidRequest, "id")
 }
 
 func TestMethodsAndPaths(t *testing.T) {
@@ -332,11 +333,11 @@ func TestMethodsAndPaths(t *testing.T) {
 	for _, path := range []string{"/v1/transfers", "/v1/transfers/t-1", "/v1/stream", "/healthz", "/"} {
 		for _, method := range []string{http.MethodPost, http.MethodPut, http.MethodDelete} {
 			status, body := do(t, env, method, path, "Bearer "+apitest.Token)
-			wantError(t, status, body, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, "")
+			wantError(t, status, body, http.StatusMethodNotAllowed, httperr.CodeMethodNotAllowed, "")
 		}
 	}
 	status, body := get(t, env, "/nope")
-	wantError(t, status, body, http.StatusNotFound, api.CodeNotFound, "")
+	wantError(t, status, body, http.StatusNotFound, httperr.CodeNotFound, "")
 
 	resp, err := http.Get(env.URL + "/")
 	if err != nil {

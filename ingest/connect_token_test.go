@@ -200,6 +200,8 @@ func TestConnectVerifierLogsQSHMismatch(t *testing.T) {
 	}
 }
 
+// TestSignConnectRoundTrip: what atlassian.SignConnect signs, the verifier
+// accepts (parameters in another order, the base path removed).
 func TestSignConnectRoundTrip(t *testing.T) {
 	now := time.Now()
 	tok, err := atlassian.SignConnect("post", testHookPath+"?b=2&a=1", "/app", testClientKey, testSecret, time.Minute, now)
@@ -210,15 +212,6 @@ func TestSignConnectRoundTrip(t *testing.T) {
 	r.Header.Set("Authorization", "JWT "+tok)
 	if _, err := newTestConnectVerifier(t, nil).Verify(r); err != nil {
 		t.Fatal(err)
-	}
-	for _, bad := range []struct {
-		iss    string
-		secret []byte
-		ttl    time.Duration
-	}{{"", testSecret, time.Minute}, {testClientKey, nil, time.Minute}, {testClientKey, testSecret, 0}} {
-		if _, err := atlassian.SignConnect("POST", "/", "", bad.iss, bad.secret, bad.ttl, now); err == nil {
-			t.Errorf("SignConnect(%q, %q, ttl %v) did not fail", bad.iss, bad.secret, bad.ttl)
-		}
 	}
 }
 

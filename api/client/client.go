@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/transferd/transferd/api/httperr"
 	"github.com/transferd/transferd/engine"
 )
 
@@ -59,7 +60,7 @@ var (
 // Error is an error reply of the server.
 type Error struct {
 	Status  int    // HTTP status
-	Code    string // not_found, invalid_request, unauthorized, unavailable, internal, …
+	Code    string // one of httperr's codes: not_found, invalid_request, unauthorized, unavailable, internal, …
 	Message string
 	Param   string // the parameter at fault, for invalid_request
 }
@@ -72,13 +73,13 @@ func (e *Error) Error() string {
 func (e *Error) Is(target error) bool {
 	switch target {
 	case ErrNotFound:
-		return e.Code == "not_found"
+		return e.Code == httperr.CodeNotFound
 	case ErrInvalid:
-		return e.Code == "invalid_request"
+		return e.Code == httperr.CodeInvalidRequest
 	case ErrUnauthorized:
-		return e.Code == "unauthorized"
+		return e.Code == httperr.CodeUnauthorized
 	case ErrUnavailable:
-		return e.Code == "unavailable" || e.Status == http.StatusServiceUnavailable
+		return e.Code == httperr.CodeUnavailable || e.Status == http.StatusServiceUnavailable
 	}
 	return false
 }
@@ -259,13 +260,7 @@ func get[T any](ctx context.Context, c *Client, path string, q url.Values) (*T, 
 
 // replyError reads an error reply.
 func replyError(resp *http.Response) error {
-	var body struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-			Param   string `json:"param"`
-		} `json:"error"`
-	}
+	var body httperr.Body
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	e := &Error{Status: resp.StatusCode}
 	if json.Unmarshal(b, &body) == nil && body.Error.Code != "" {

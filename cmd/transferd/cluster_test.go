@@ -22,7 +22,6 @@ import (
 
 	"github.com/transferd/transferd/api/client"
 	"github.com/transferd/transferd/engine/journal"
-	"github.com/transferd/transferd/ingest"
 	"github.com/transferd/transferd/ingest/atlassian"
 	"github.com/transferd/transferd/ingest/simulator"
 )

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/transferd/transferd/api/httperr"
 	"github.com/transferd/transferd/engine/journal"
 	"github.com/transferd/transferd/engine/journal/journaltest"
 	"github.com/transferd/transferd/ingest"
@@ -160,7 +161,7 @@ func TestWebhookRefusedSecret(t *testing.T) {
 		if err == nil || exitCode(err) != 1 {
 			t.Fatalf("%s with a wrong secret: err %v", sub, err)
 		}
-		if msg := err.Error(); !strings.Contains(msg, "401") || !strings.Contains(msg, ingest.CodeInvalidSignature) || strings.Contains(msg+stderr, "a-stale-secret") {
+		if msg := err.Error(); !strings.Contains(msg, "401") || !strings.Contains(msg, httperr.CodeInvalidSignature) || strings.Contains(msg+stderr, "a-stale-secret") {
 			t.Errorf("%s: error %q should show the status and the site's reason, never the secret", sub, msg)
 		}
 	}
