@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/transferd/transferd/api/httperr"
 	"github.com/transferd/transferd/ingest/atlassian"
 	"github.com/transferd/transferd/ingest/notification"
@@ -239,5 +241,61 @@ func TestURL(t *testing.T) {
 		if err != nil || u.String() != tc.url || base != tc.base {
 			t.Errorf("URL(%q) = %v, %q, %v; want %s, %q", tc.site, u, base, err, tc.url, tc.base)
 		}
+	}
+}
+
+// TestSiteRefusesBadTokens: the fake site's own verification refuses what
+// the ingest side refuses of the platform's tokens, with the same codes.
+func TestSiteRefusesBadTokens(t *testing.T) {
+	site := notificationtest.NewSite(t, notificationtest.Options{Path: "/wiki", AppKey: appKey, Secret: []byte(secret)})
+	path := "/wiki" + notificationtest.WebhookPath
+	now := time.Now()
+	good := func() atlassian.ConnectClaims {
+		return atlassian.ConnectClaims{
+			RegisteredClaims: jwt.RegisteredClaims{Issuer: appKey, IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(time.Minute))},
+			QSH:              atlassian.QSH("GET", path, "", "/wiki"),
+		}
+	}
+	sign := func(m jwt.SigningMethod, key any, c atlassian.ConnectClaims) string {
+		tok, err := jwt.NewWithClaims(m, c).SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "JWT " + tok
+	}
+	expired, noExp, ctxQSH, otherQSH := good(), good(), good(), good()
+	expired.IssuedAt, expired.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Hour)), jwt.NewNumericDate(now.Add(-10*time.Minute))
+	noExp.ExpiresAt = nil
+	ctxQSH.QSH = atlassian.ContextQSH
+	otherQSH.QSH = atlassian.QSH("PUT", path, "", "/wiki")
+	for _, tc := range []struct{ name, auth, code string }{
+		{"good", sign(jwt.SigningMethodHS256, []byte(secret), good()), ""},
+		{"no token", "", httperr.CodeMissingToken},
+		{"expired", sign(jwt.SigningMethodHS256, []byte(secret), expired), httperr.CodeTokenExpired},
+		{"no exp", sign(jwt.SigningMethodHS256, []byte(secret), noExp), httperr.CodeTokenExpired},
+		{"context-qsh", sign(jwt.SigningMethodHS256, []byte(secret), ctxQSH), httperr.CodeContextQSH},
+		{"qsh of another method", sign(jwt.SigningMethodHS256, []byte(secret), otherQSH), httperr.CodeInvalidQSH},
+		{"HS512", sign(jwt.SigningMethodHS512, []byte(secret), good()), httperr.CodeInvalidSignature},
+		{"alg none", sign(jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, good()), httperr.CodeInvalidSignature},
+		{"not a JWT", "JWT a.b", httperr.CodeMalformedToken},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequestWithContext(t.Context(), "GET", site.Server.URL+path, nil)
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			last := site.LastRequest(t)
+			switch {
+			case tc.code == "" && resp.StatusCode != http.StatusOK:
+				t.Fatalf("%d %s, want 200", resp.StatusCode, last.Refusal)
+			case tc.code != "" && (resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(last.Refusal, tc.code+": ")):
+				t.Fatalf("%d %q, want 401 %s", resp.StatusCode, last.Refusal, tc.code)
+			}
+		})
 	}
 }
