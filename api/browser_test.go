@@ -300,8 +300,9 @@ func TestDashboardInBrowser(t *testing.T) {
 		{"#settle-by", abs(at(-15*time.Minute + engine.CancellationGrace))},
 		{"#settle-by", "(in 45 min)"},
 		{"#deadlines", "Times out"},
-		{"#times-out", abs(created.Add(engine.TransferTimeout))},
-		{"#times-out", "(in 12 days)"},
+		// 14 days from the first trigger, not from the plan's createdAt.
+		{"#times-out", abs(at(-50 * time.Minute).Add(engine.TransferTimeout))},
+		{"#times-out", "(in 14 days)"},
 		{"#lineage", "t-orig (this transfer) original"},
 		{"#lineage", "t-rerun re-run"},
 		{"#facts", "mig-acme"},

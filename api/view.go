@@ -28,6 +28,7 @@ type viewFacts struct {
 	Error                   *struct{}  `json:"error"`
 	CancellationRequested   bool       `json:"cancellationRequested"`
 	CancellationRequestedAt *time.Time `json:"cancellationRequestedAt"`
+	TriggeredAt             *time.Time `json:"triggeredAt"`
 	Settled                 *struct{}  `json:"settled"`
 }
 
@@ -60,6 +61,7 @@ func (f *viewFacts) transfer() *engine.Transfer {
 		Phase:                   f.Phase,
 		CancellationRequested:   f.CancellationRequested,
 		CancellationRequestedAt: f.CancellationRequestedAt,
+		TriggeredAt:             f.TriggeredAt,
 	}
 	if f.Migration != nil {
 		t.Migration = &engine.Migration{CreatedAt: f.Migration.CreatedAt}
@@ -146,6 +148,11 @@ func scanFacts(b []byte) (t *engine.Transfer, ok bool) {
 			if !isNull(value) {
 				t.CancellationRequestedAt = new(time.Time)
 				return parseTimeValue(value, t.CancellationRequestedAt)
+			}
+		case "triggeredAt":
+			if !isNull(value) {
+				t.TriggeredAt = new(time.Time)
+				return parseTimeValue(value, t.TriggeredAt)
 			}
 		case "settled":
 			if !isNull(value) {

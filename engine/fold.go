@@ -38,6 +38,10 @@ func (t *Transfer) Apply(e *Event) bool {
 	}
 
 	switch e.Kind {
+	case KindListenerTriggered:
+		if !e.ReceivedAt.IsZero() {
+			t.TriggeredAt = minTime(t.TriggeredAt, e.ReceivedAt)
+		}
 	case KindAppDataUploaded, KindEventFileListUploaded:
 		if e.Upload != nil {
 			t.addUpload(*e.Upload)

@@ -12,7 +12,7 @@ import (
 // canonical: the same set of events gives the same bytes in any order.
 //
 // Every fact is merged so that order cannot matter: booleans are ORed, times
-// keep their minimum (cancellation, settlement, first receipt) or maximum
+// keep their minimum (trigger, cancellation, settlement, first receipt) or maximum
 // (last receipt), uploads are a set keyed by key, and wherever two events
 // disagree on a string the lexicographically smallest non-empty value wins,
 // field by field (migration details, error, settlement status, upload label,
@@ -31,10 +31,13 @@ type Transfer struct {
 	Error                 *TransferError `json:"error,omitempty"`
 	CancellationRequested bool           `json:"cancellationRequested"`
 	// CancellationRequestedAt is the earliest receipt of a cancellation request.
-	CancellationRequestedAt *time.Time  `json:"cancellationRequestedAt,omitempty"`
-	Settled                 *Settlement `json:"settled,omitempty"`
-	FirstReceivedAt         time.Time   `json:"firstReceivedAt"`
-	LastReceivedAt          time.Time   `json:"lastReceivedAt"`
+	CancellationRequestedAt *time.Time `json:"cancellationRequestedAt,omitempty"`
+	// TriggeredAt is the earliest receipt of a listener-triggered event:
+	// the platform's 14-day clock starts at the first trigger.
+	TriggeredAt     *time.Time  `json:"triggeredAt,omitempty"`
+	Settled         *Settlement `json:"settled,omitempty"`
+	FirstReceivedAt time.Time   `json:"firstReceivedAt"`
+	LastReceivedAt  time.Time   `json:"lastReceivedAt"`
 
 	// applied remembers the identities this value has applied. It is not
 	// encoded: whoever persists a Transfer persists the identities too
@@ -67,8 +70,12 @@ func (t *Transfer) NeedsAction() string {
 type Deadlines struct {
 	// SettleBy is 60 minutes after the cancellation request.
 	SettleBy *time.Time `json:"settleBy,omitempty"`
-	// TimesOutAt is 14 days after the migration was created; the platform
-	// then settles the transfer as TIMED_OUT.
+	// TimesOutAt is 14 days after the first trigger; the platform then
+	// settles the transfer as TIMED_OUT. Before a listener-triggered event
+	// is seen it is 14 days after the migration's createdAt, which is never
+	// later than the trigger (so the estimate errs early); with neither it
+	// is omitted. A re-run or a migration planned long ago keeps its own
+	// trigger's clock, not the plan's.
 	TimesOutAt *time.Time `json:"timesOutAt,omitempty"`
 }
 
@@ -85,7 +92,10 @@ func (t *Transfer) Deadlines() Deadlines {
 	if t.CancellationRequestedAt != nil {
 		d.SettleBy = deadline(*t.CancellationRequestedAt, CancellationGrace)
 	}
-	if t.Migration != nil && !t.Migration.CreatedAt.IsZero() {
+	switch {
+	case t.TriggeredAt != nil:
+		d.TimesOutAt = deadline(*t.TriggeredAt, TransferTimeout)
+	case t.Migration != nil && !t.Migration.CreatedAt.IsZero():
 		d.TimesOutAt = deadline(t.Migration.CreatedAt, TransferTimeout)
 	}
 	return d
@@ -121,7 +131,8 @@ func Representable(t time.Time) bool {
 var ErrUnfoldable = errors.New("engine: event cannot be folded")
 
 // Foldable reports whether e can be folded: every time it carries, and the
-// deadline derived from it, must be representable in JSON. It depends on
+// deadlines derived from it (up to 14 days later), must be representable in
+// JSON. It depends on
 // e alone, so that whether an event is folded never depends on the order
 // of events. Apply ignores an event that is not foldable; the projector
 // parks it instead (keeps it aside, visible, and goes on).
@@ -129,7 +140,7 @@ func Foldable(e *Event) error {
 	if e.Unparsable != "" {
 		return fmt.Errorf("%w: payload no longer parses: %s", ErrUnfoldable, e.Unparsable)
 	}
-	if !e.ReceivedAt.IsZero() && deadline(e.ReceivedAt, CancellationGrace) == nil {
+	if !e.ReceivedAt.IsZero() && deadline(e.ReceivedAt, TransferTimeout) == nil {
 		return fmt.Errorf("%w: receivedAt %s is out of range", ErrUnfoldable, e.ReceivedAt.UTC().Format(time.RFC3339Nano))
 	}
 	if m := e.Migration; m != nil && !m.CreatedAt.IsZero() && deadline(m.CreatedAt, TransferTimeout) == nil {

@@ -74,3 +74,36 @@ func TestFoldIgnoresUnfoldableEvents(t *testing.T) {
 		}
 	}
 }
+
+// Issue 12.3: the platform's 14-day clock starts at the first trigger, not
+// at migrationDetails.createdAt (a migration planned weeks before it runs,
+// or a re-run of an old plan, would otherwise look timed out already).
+func TestTimesOutAtStartsAtTheFirstTrigger(t *testing.T) {
+	created := time.Date(2025, 10, 1, 9, 0, 0, 0, time.UTC)
+	first := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	event := func(kind, msg string, at time.Time) *engine.Event {
+		e := mustParse(t, engine.SourceConnect, `{"eventType":"`+kind+`","transferId":"t-9","messageId":"`+msg+`",`+
+			`"migrationDetails":{"migrationId":"m-9","createdAt":1759309200}}`)
+		e.Issuer, e.ReceivedAt = "ck-1", at
+		return e
+	}
+	upload := event("export-phase-completed", "u", first.Add(time.Minute))
+	if d := engine.Fold("t-9", []*engine.Event{upload}).Deadlines(); d.TimesOutAt == nil || !d.TimesOutAt.Equal(created.Add(engine.TransferTimeout)) {
+		t.Fatalf("before any trigger: %v, want createdAt + 14 days (%v), the early estimate", d.TimesOutAt, created.Add(engine.TransferTimeout))
+	}
+	// The trigger, re-delivered later as another message: the earliest counts.
+	events := []*engine.Event{upload, event("listener-triggered", "t2", first.Add(time.Hour)), event("listener-triggered", "t1", first)}
+	for _, order := range [][]int{{0, 1, 2}, {2, 1, 0}, {1, 0, 2}} {
+		var in []*engine.Event
+		for _, i := range order {
+			in = append(in, events[i])
+		}
+		tr := engine.Fold("t-9", in)
+		if tr.TriggeredAt == nil || !tr.TriggeredAt.Equal(first) {
+			t.Fatalf("order %v: triggeredAt %v, want %v", order, tr.TriggeredAt, first)
+		}
+		if d := tr.Deadlines(); d.TimesOutAt == nil || !d.TimesOutAt.Equal(first.Add(engine.TransferTimeout)) {
+			t.Fatalf("order %v: timesOutAt %v, want the first trigger + 14 days", order, d.TimesOutAt)
+		}
+	}
+}
