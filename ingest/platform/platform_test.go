@@ -18,7 +18,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/transferd/transferd/ingest"
+	"github.com/transferd/transferd/ingest/atlassian"
 	"github.com/transferd/transferd/ingest/platform"
 )
 
@@ -46,7 +46,7 @@ func verifyConnect(t *testing.T, r *http.Request, basePath string) error {
 	if err != nil {
 		return err
 	}
-	if want := ingest.QSH(r.Method, r.URL.EscapedPath(), r.URL.RawQuery, basePath); claims.QSH != want {
+	if want := atlassian.QSH(r.Method, r.URL.EscapedPath(), r.URL.RawQuery, basePath); claims.QSH != want {
 		return fmt.Errorf("qsh %s, want %s", claims.QSH, want)
 	}
 	return nil

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/transferd/transferd/ingest"
+	"github.com/transferd/transferd/ingest/atlassian"
 )
 
 // Target is where and as whom a call is made: a ConnectSite or a
@@ -47,9 +47,9 @@ func (s ConnectSite) authorizer(c *Client, method string, u *url.URL, basePath s
 	if ttl <= 0 {
 		ttl = DefaultTTL
 	}
-	path, query := u.EscapedPath(), u.RawQuery
+	target := u.String()
 	return func() (string, error) {
-		tok, err := ingest.SignConnect(c.AppKey, s.Secret, method, path, query, basePath, ttl, time.Now())
+		tok, err := atlassian.SignConnect(method, target, basePath, c.AppKey, s.Secret, ttl, time.Now())
 		if err != nil {
 			return "", err
 		}

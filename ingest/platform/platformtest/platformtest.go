@@ -26,7 +26,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/transferd/transferd/ingest"
+	"github.com/transferd/transferd/ingest/atlassian"
 	"github.com/transferd/transferd/ingest/platform"
 )
 
@@ -250,7 +250,7 @@ func (s *Server) authenticate(r *http.Request) (*tenant, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	if want := ingest.QSH(r.Method, p, r.URL.RawQuery, ten.basePath); claims.QSH != want {
+	if want := atlassian.QSH(r.Method, p, r.URL.RawQuery, ten.basePath); claims.QSH != want {
 		return nil, "", fmt.Errorf("qsh mismatch")
 	}
 	return ten, route, nil
