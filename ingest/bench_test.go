@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -17,27 +16,20 @@ import (
 	"github.com/transferd/transferd/ingest"
 )
 
-// The ingest benchmarks share one load shape: 64 concurrent clients over
-// keep-alive loopback HTTP, each POSTing distinct ~600-byte Connect events.
-// BenchmarkCeiling* measure the same load against a bare net/http handler
-// and against that handler plus one JetStream publish, so the ratio of
-// BenchmarkIngest to them is the figure to watch.
+// The ingest benchmarks share one load: benchClients concurrent clients
+// over keep-alive loopback HTTP playing a benchWorkload (the platform's
+// shape, see shape_bench_test.go). BenchmarkCeiling* measure the same load
+// against a bare net/http handler and against that handler plus one
+// JetStream publish, so the ratio of BenchmarkIngest to them is the figure
+// to watch (BenchmarkDurability runs them side by side).
 
 const benchClients = 64
 
-var benchSeq atomic.Int64
-
-func benchBody() []byte {
-	n := strconv.FormatInt(benchSeq.Add(1), 10)
-	return []byte(`{"eventType":"app-data-uploaded","cloudAppKey":"my-cloud-app-key","transferId":"bench-` + strconv.FormatInt(benchSeq.Load()%5000, 10) +
-		`","messageId":"msg-` + n + `","serverAppVersion":"1.0","migrationDetails":{"migrationId":"8e60dc59-78d6-484f-966a-a09ff8be8ed0",` +
-		`"migrationScopeId":"442bdd69-622d-323d-889d-383b41d8e536","name":"Migration of my Confluence page","createdAt":1597211035,` +
-		`"jiraClientKey":"unknown","confluenceClientKey":"tenant-a","cloudUrl":"https://cloud-site-under-migration.atlassian.net"},` +
-		`"s3Key":"636abf0f-38a2-45c1-8c68-9c7edde97f3f-` + n + `","label":"some-optional-label"}`)
-}
-
-func runLoad(b *testing.B, url, auth string) {
+// runLoad plays a workload of b.N requests against url; auth holds the
+// Authorization header of each tenant (nil for none).
+func runLoad(b *testing.B, url string, auth []string) {
 	b.Helper()
+	w := newBenchWorkload(b.N)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: benchClients, MaxConnsPerHost: benchClients}}
 	defer client.CloseIdleConnections()
 	b.SetParallelism((benchClients + 1) / 2)
@@ -45,10 +37,11 @@ func runLoad(b *testing.B, url, auth string) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			req, _ := http.NewRequest("POST", url, bytes.NewReader(benchBody()))
+			q := w.take()
+			req, _ := http.NewRequest("POST", url, bytes.NewReader(q.body))
 			req.Header.Set("Content-Type", "application/json")
-			if auth != "" {
-				req.Header.Set("Authorization", auth)
+			if auth != nil {
+				req.Header.Set("Authorization", auth[q.tenant])
 			}
 			res, err := client.Do(req)
 			if err != nil {
@@ -70,7 +63,7 @@ func runLoad(b *testing.B, url, auth string) {
 // parsing, the tenant binding and the append to embedded JetStream.
 func BenchmarkIngest(b *testing.B) {
 	p := newPlatform(b, journaltest.Open(b), ingest.Config{})
-	runLoad(b, p.srv.URL+connectPath, "JWT "+p.connectToken("tenant-a", p.secrets["tenant-a"], time.Hour))
+	runLoad(b, p.srv.URL+connectPath, newBenchWorkload(0).connectAuth(b, p))
 }
 
 // BenchmarkCeilingBare is a net/http handler that reads the body and answers 200.
@@ -81,13 +74,13 @@ func BenchmarkCeilingBare(b *testing.B) {
 		w.Write([]byte(`{"accepted":true,"seq":1,"duplicate":false}`))
 	}))
 	defer srv.Close()
-	runLoad(b, srv.URL+connectPath, "")
+	runLoad(b, srv.URL+connectPath, nil)
 }
 
 // BenchmarkCeilingPublish is the bare handler plus one synchronous
 // JetStream publish (with a Nats-Msg-Id) to the same embedded server.
 func BenchmarkCeilingPublish(b *testing.B) {
-	runLoad(b, ceilingServer(b).URL+connectPath, "")
+	runLoad(b, ceilingServer(b).URL+connectPath, nil)
 }
 
 // ceilingServer is the ceiling every ingest figure is compared with: a

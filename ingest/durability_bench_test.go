@@ -17,7 +17,8 @@ import (
 
 // BenchmarkDurability is the whole ingest path in each sync mode of
 // transferd serve, beside its ceiling, under the load of BenchmarkIngest
-// (64 keep-alive clients, distinct ~600-byte Connect events):
+// (64 keep-alive clients playing the platform's shape: ~600-byte Connect
+// events of N/4.4 transfers and 20 tenants, shuffled together):
 //
 //   - ceiling: a bare net/http handler that publishes each body to the
 //     embedded JetStream, which does not sync (BenchmarkCeilingPublish);
@@ -36,6 +37,7 @@ import (
 //	go test -run '^$' -bench Durability -benchtime 200000x ./ingest/
 func BenchmarkDurability(b *testing.B) {
 	targets := []*loadTarget{ceilingTarget(b)}
+	targets[0].work = newBenchWorkload(b.N)
 	for _, mode := range []struct {
 		name string
 		cfg  journal.Config
@@ -46,8 +48,9 @@ func BenchmarkDurability(b *testing.B) {
 	} {
 		j := journaltest.OpenConfig(b, mode.cfg)
 		p := newPlatform(b, j, ingest.Config{})
-		targets = append(targets, &loadTarget{name: mode.name, journal: j,
-			url: p.srv.URL + connectPath, auth: "JWT " + p.connectToken("tenant-a", p.secrets["tenant-a"], time.Hour)})
+		w := newBenchWorkload(b.N)
+		targets = append(targets, &loadTarget{name: mode.name, journal: j, work: w,
+			url: p.srv.URL + connectPath, auth: w.connectAuth(b, p)})
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -67,9 +70,11 @@ func BenchmarkDurability(b *testing.B) {
 
 // loadTarget is one server under the benchmark's load, and what it saw.
 type loadTarget struct {
-	name, url, auth string
-	journal         *journal.Journal // nil for the ceiling
-	client          *http.Client
+	name, url string
+	auth      []string // per tenant of work; nil for none
+	work      *benchWorkload
+	journal   *journal.Journal // nil for the ceiling
+	client    *http.Client
 
 	requests int
 	busy     time.Duration
@@ -98,10 +103,11 @@ func (t *loadTarget) run(b *testing.B, d time.Duration, max int) int {
 		wg.Go(func() {
 			var mine []time.Duration
 			for time.Now().Before(stop) && n.Add(1) <= int64(max) {
-				req, _ := http.NewRequest("POST", t.url, bytes.NewReader(benchBody()))
+				q := t.work.take()
+				req, _ := http.NewRequest("POST", t.url, bytes.NewReader(q.body))
 				req.Header.Set("Content-Type", "application/json")
-				if t.auth != "" {
-					req.Header.Set("Authorization", t.auth)
+				if t.auth != nil {
+					req.Header.Set("Authorization", t.auth[q.tenant])
 				}
 				t0 := time.Now()
 				res, err := t.client.Do(req)
@@ -109,11 +115,11 @@ func (t *loadTarget) run(b *testing.B, d time.Duration, max int) int {
 					b.Error(err)
 					return
 				}
-				io.Copy(io.Discard, res.Body)
+				reply, _ := io.ReadAll(res.Body)
 				res.Body.Close()
 				mine = append(mine, time.Since(t0))
 				if res.StatusCode != 200 {
-					b.Errorf("%s: status %d", t.name, res.StatusCode)
+					b.Errorf("%s: status %d: %s", t.name, res.StatusCode, reply)
 					return
 				}
 			}

@@ -44,6 +44,7 @@ type platform struct {
 	srv     *httptest.Server
 	journal *journal.Journal
 	secrets map[string][]byte
+	reg     *ingest.Registry
 }
 
 func newPlatform(t testing.TB, j *journal.Journal, cfg ingest.Config) *platform {
@@ -71,6 +72,7 @@ func newPlatform(t testing.TB, j *journal.Journal, cfg ingest.Config) *platform 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { reg.Close() })
+	p.reg = reg
 	for k, s := range p.secrets {
 		if err := reg.Put(ctx, ingest.Tenant{ClientKey: k, SharedSecret: string(s)}); err != nil {
 			t.Fatal(err)
