@@ -11,16 +11,22 @@
 //     O_SYNC or O_DSYNC. Writes, truncations and fallocate before that are
 //     lost by a cut; the durable image holds the bytes as they were at the
 //     sync.
+//
 //   - Names (creating, unlinking and renaming files and directories) become
 //     durable on fsync of their directory, which records the directory's
 //     entries as they are. Like ext4 and xfs, whose fsync of a file commits
 //     the file's own directory entry, an fsync of a file (or directory) also
 //     makes its current path durable, from the root down; other paths still
 //     naming it in the durable image are dropped.
+//
 //   - A directory renamed keeps its durable entries, as an inode does.
 //
+//   - A full disk (SetFull): writes, fallocate, creations and syncs fail
+//     with ENOSPC and change nothing; a failed fsync makes the file's
+//     unsynced writes never durable, as a failed writeback on Linux does.
+//
 // What it does not model: reordering or tearing within a sync (a sync is
-// atomic and complete), a sync that fails, a write made durable by the
+// atomic and complete), a sync that fails otherwise, a write made durable by the
 // kernel's own writeback before any sync (a cut loses every unsynced
 // write), extended attributes, ownership, modes and times (kept as the
 // backing directory has them, or created 0600 and 0700 by Cut), hard links,

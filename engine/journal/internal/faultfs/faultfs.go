@@ -26,6 +26,7 @@ type FS struct {
 	root    *inode            // the durable tree
 	live    map[uint64]*inode // the backing directory's inodes by number
 	frozen  bool
+	full    bool // SetFull: writes and syncs fail with ENOSPC
 	stats   Stats
 	mounted bool
 }
@@ -36,6 +37,7 @@ type Stats struct {
 	Syncs      uint64 // fsync and fdatasync of files
 	SyncWrites uint64 // writes through descriptors opened O_SYNC or O_DSYNC
 	DirSyncs   uint64 // fsync of directories
+	Refused    uint64 // operations failed with ENOSPC by SetFull
 }
 
 // Available reports why FUSE cannot be used here, or nil.
@@ -89,6 +91,28 @@ func (f *FS) Freeze() {
 	f.mu.Lock()
 	f.frozen = true
 	f.mu.Unlock()
+}
+
+// SetFull fills the disk (full true) or frees space again (false). While
+// it is full, every write, fallocate, file or directory creation and
+// fsync fails with ENOSPC, and writes nothing. A failed fsync also makes
+// the file's unsynced writes never durable, as Linux does after a failed
+// writeback (the pages stay readable but are marked clean, and a later
+// fsync succeeds without them): only what is written again after it, and
+// synced, is.
+func (f *FS) SetFull(full bool) {
+	f.mu.Lock()
+	f.full = full
+	f.mu.Unlock()
+}
+
+// refuse reports whether the disk is full, counting the refusal. f.mu is
+// held.
+func (f *FS) refuse() bool {
+	if f.full {
+		f.stats.Refused++
+	}
+	return f.full
 }
 
 // Unmount unmounts the file system, retrying for a few seconds while it is
