@@ -11,16 +11,13 @@
 //     O_SYNC or O_DSYNC. Writes, truncations and fallocate before that are
 //     lost by a cut; the durable image holds the bytes as they were at the
 //     sync.
-//
 //   - Names (creating, unlinking and renaming files and directories) become
 //     durable on fsync of their directory, which records the directory's
 //     entries as they are. Like ext4 and xfs, whose fsync of a file commits
 //     the file's own directory entry, an fsync of a file (or directory) also
 //     makes its current path durable, from the root down; other paths still
 //     naming it in the durable image are dropped.
-//
 //   - A directory renamed keeps its durable entries, as an inode does.
-//
 //   - A full disk (SetFull): writes, fallocate, creations and syncs fail
 //     with ENOSPC and change nothing; a failed fsync makes the file's
 //     unsynced writes never durable, as a failed writeback on Linux does.
