@@ -21,6 +21,7 @@
 //   - A full disk (SetFull): writes, fallocate, creations and syncs fail
 //     with ENOSPC and change nothing; a failed fsync makes the file's
 //     unsynced writes never durable, as a failed writeback on Linux does.
+//     FailSyncs fails syncs alone (EIO, say), with the same effect.
 //
 // What it does not model: reordering or tearing within a sync (a sync is
 // atomic and complete), a sync that fails otherwise, a write made durable by the

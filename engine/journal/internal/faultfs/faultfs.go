@@ -26,7 +26,8 @@ type FS struct {
 	root    *inode            // the durable tree
 	live    map[uint64]*inode // the backing directory's inodes by number
 	frozen  bool
-	full    bool // SetFull: writes and syncs fail with ENOSPC
+	full    bool          // SetFull: writes and syncs fail with ENOSPC
+	syncErr syscall.Errno // FailSyncs: syncs fail with it
 	stats   Stats
 	mounted bool
 }
@@ -106,6 +107,15 @@ func (f *FS) SetFull(full bool) {
 	f.mu.Unlock()
 }
 
+// FailSyncs makes every fsync of a file or directory fail with errno (an
+// I/O error, say) while writes succeed, as when writeback fails; 0 ends
+// it. A failed fsync drops the file's unsynced writes as on a full disk.
+func (f *FS) FailSyncs(errno syscall.Errno) {
+	f.mu.Lock()
+	f.syncErr = errno
+	f.mu.Unlock()
+}
+
 // refuse reports whether the disk is full, counting the refusal. f.mu is
 // held.
 func (f *FS) refuse() bool {
@@ -113,6 +123,20 @@ func (f *FS) refuse() bool {
 		f.stats.Refused++
 	}
 	return f.full
+}
+
+// refuseSync returns the error a sync fails with now, or 0, counting the
+// refusal. f.mu is held.
+func (f *FS) refuseSync() syscall.Errno {
+	switch {
+	case f.full:
+		f.stats.Refused++
+		return syscall.ENOSPC
+	case f.syncErr != 0:
+		f.stats.Refused++
+		return f.syncErr
+	}
+	return 0
 }
 
 // Unmount unmounts the file system, retrying for a few seconds while it is

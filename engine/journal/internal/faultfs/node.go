@@ -286,9 +286,9 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.stats.Syncs++
-	if f.refuse() {
+	if errno := f.refuseSync(); errno != 0 {
 		h.in.dropDirty()
-		return syscall.ENOSPC
+		return errno
 	}
 	return f.syncFile(h)
 }
@@ -335,8 +335,8 @@ func (d *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.stats.DirSyncs++
-	if f.refuse() {
-		return syscall.ENOSPC
+	if errno := f.refuseSync(); errno != 0 {
+		return errno
 	}
 	return f.syncDir(d.n.Path(nil))
 }

@@ -12,11 +12,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/transferd/transferd/api"
 	"github.com/transferd/transferd/api/apitest"
+	"github.com/transferd/transferd/engine"
 	"github.com/transferd/transferd/engine/journal"
 	"github.com/transferd/transferd/engine/journal/internal/faultfs"
 	"github.com/transferd/transferd/ingest"
@@ -252,4 +254,108 @@ func TestFullDisk(t *testing.T) {
 			t.Errorf("transfer %s in the projection: %+v, %v; want version 1", id, tr, err)
 		}
 	}
+}
+
+// TestFailedSyncThenPowerCut fails the journal's fsyncs (writes succeed,
+// and the failed syncs drop the unsynced writes, as Linux writeback does):
+// the append whose sync failed is refused, and so is its retry until the
+// store is recovered; after it, the retry is acknowledged (as a duplicate
+// of the copy the server stored) and that copy survives a power cut. A
+// later sync of the same file alone would not make it durable: the
+// recovery must have written it again.
+func TestFailedSyncThenPowerCut(t *testing.T) {
+	backing, mnt := t.TempDir(), t.TempDir()
+	fsys, err := faultfs.Mount(backing, mnt)
+	if errors.Is(err, faultfs.ErrNoFUSE) {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("the full-disk test needs FUSE, and CI must run it: %v", err)
+		}
+		t.Skipf("the full-disk test needs FUSE: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fsys.Unmount() })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg := journal.Config{DataDir: mnt, SyncAlways: true, Timeout: 2 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	j, err := journal.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+
+	acked := map[string]uint64{}
+	appendEvent := func(id string) (journal.Ack, error) {
+		return j.Append(ctx, event(id))
+	}
+	for i := range 5 {
+		id := fmt.Sprintf("before-%d", i)
+		a, err := appendEvent(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acked[id] = a.Seq
+	}
+
+	fsys.FailSyncs(syscall.EIO)
+	if _, err := appendEvent("suspect"); !errors.Is(err, journal.ErrUnavailable) {
+		t.Fatalf("append with failing syncs: %v, want ErrUnavailable", err)
+	}
+	eventually(t, 10*time.Second, "Writable with failing syncs", func() (bool, string) {
+		return j.Writable() != nil, "nil"
+	})
+	if _, err := appendEvent("suspect"); err == nil {
+		t.Fatal("the retry of an append whose sync failed was acknowledged while syncs fail")
+	}
+
+	fsys.FailSyncs(0)
+	var seq uint64
+	eventually(t, recoverWithin, "the retry once syncs work", func() (bool, string) {
+		a, err := appendEvent("suspect")
+		seq = a.Seq
+		return err == nil, fmt.Sprint(err)
+	})
+	acked["suspect"] = seq
+	a, err := appendEvent("after")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acked["after"] = a.Seq
+
+	j.Close()
+	if err := fsys.Cut(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.DataDir = backing
+	j2, err := journal.Open(ctx, cfg)
+	if err != nil {
+		t.Fatalf("after the cut: %v", err)
+	}
+	defer j2.Close()
+	stored := map[string][]uint64{}
+	for env, err := range j2.Scan(ctx, "") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored[env.TransferID] = append(stored[env.TransferID], env.Seq)
+	}
+	for id, seq := range acked {
+		if got := stored[id]; len(got) != 1 || got[0] != seq {
+			t.Errorf("%s acknowledged at %d; after the power cut stored at %v", id, seq, got)
+		}
+	}
+}
+
+// event is a Connect event of transfer id.
+func event(id string) *engine.Event {
+	e, err := engine.Parse(engine.SourceConnect, []byte(fmt.Sprintf(
+		`{"eventType":"listener-triggered","transferId":%q,"messageId":"msg-%s","cloudAppKey":"app"}`, id, id)))
+	if err != nil {
+		panic(err)
+	}
+	e.Issuer = tenant
+	e.ReceivedAt = time.Now()
+	return e
 }
