@@ -264,6 +264,19 @@ func TestFullDisk(t *testing.T) {
 // later sync of the same file alone would not make it durable: the
 // recovery must have written it again.
 func TestFailedSyncThenPowerCut(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  journal.Config
+	}{
+		{"group-sync", journal.Config{}},                                   // serve's default: the journal syncs
+		{"atomic", journal.Config{GroupCommit: journal.GroupCommitAtomic}}, // the server syncs
+		{"listen", journal.Config{Listen: "127.0.0.1:0", ListenUsers: []journal.ListenUser{{Name: "importer", Password: "importer-password-0123"}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testFailedSync(t, tc.cfg) })
+	}
+}
+
+func testFailedSync(t *testing.T, cfg journal.Config) {
 	backing, mnt := t.TempDir(), t.TempDir()
 	fsys, err := faultfs.Mount(backing, mnt)
 	if errors.Is(err, faultfs.ErrNoFUSE) {
@@ -278,8 +291,8 @@ func TestFailedSyncThenPowerCut(t *testing.T) {
 	t.Cleanup(func() { fsys.Unmount() })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cfg := journal.Config{DataDir: mnt, SyncAlways: true, Timeout: 2 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	cfg.DataDir, cfg.SyncAlways, cfg.Timeout = mnt, true, 2*time.Second
+	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	j, err := journal.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
