@@ -3,6 +3,7 @@ package journal
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -279,6 +280,9 @@ func (r *recovery) rewriteSuspect(s *syncer) error {
 		for _, name := range []string{StreamEvents, StreamTransfers, kvStream(BucketTenants), kvStream(BucketBindings)} {
 			dir := streamMsgsDir(storeDir, name)
 			blocks, err := listBlocks(dir)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
 			if err != nil {
 				return err
 			}
