@@ -21,10 +21,10 @@ import (
 // a failed fsync sticky. The journal's recovery (recovery.run) brings it
 // back without a restart of the process:
 //
-//  1. It learns of the failure from the server's log (a write error is
-//     logged as it happens), from the syncer (a failed fsync), or from the
-//     server's health check (a stream write error, JetStream disabled),
-//     polled every checkEvery as a backstop. From then on Writable reports
+//  1. It learns of the failure from the syncer (a failed fsync) or from
+//     the server's health check (a stream write error, JetStream
+//     disabled), run at once when the server logs a line telling of a
+//     failed write, and every checkEvery as a backstop. From then on Writable reports
 //     the cause and the syncer answers every sync with an error: nothing
 //     more is acknowledged.
 //  2. It shuts JetStream down (publishes fail at once, no responders) and
@@ -113,14 +113,23 @@ func (r *recovery) attach(s *syncer) {
 	s.mu.Unlock()
 }
 
-// report tells the recovery of a write failure. It never blocks: the
-// server calls it with its locks held.
+// report tells the recovery of a write failure. It never blocks.
 func (r *recovery) report(err error) {
 	r.mu.Lock()
 	if r.reported == nil {
 		r.reported = err
 	}
 	r.mu.Unlock()
+	r.wake()
+}
+
+// suspect asks for a health check at once: the server logged a line that
+// tells of a failed write. The check confirms it (a line is not proof
+// enough to restart JetStream). It never blocks: the server calls it with
+// its locks held.
+func (r *recovery) suspect() { r.wake() }
+
+func (r *recovery) wake() {
 	select {
 	case r.kick <- struct{}{}:
 	default:
@@ -156,13 +165,17 @@ func (r *recovery) run() {
 	}
 }
 
-// check returns the failure reported since the last check, or the one the
-// server's health check finds, or nil.
+// check returns the failure the syncer reported since the last check, or
+// the one the server's health check finds (a stream's write error,
+// JetStream disabled), or nil.
 func (r *recovery) check() error {
 	r.mu.Lock()
 	cause := r.reported
 	r.reported = nil
 	r.mu.Unlock()
+	if !r.srv.Running() { // shut down under the journal: nothing to recover
+		return nil
+	}
 	if cause != nil {
 		return cause
 	}

@@ -137,7 +137,8 @@ func (l *serverLog) setRecovery(r *recovery) {
 	l.mu.Unlock()
 }
 
-// noticeFailure tells the recovery of a line that reports a failed write.
+// noticeFailure has the recovery check the store at once after a line
+// that tells of a failed write.
 func (l *serverLog) noticeFailure(format string, v []any) {
 	l.mu.Lock()
 	r := l.recovery
@@ -145,8 +146,8 @@ func (l *serverLog) noticeFailure(format string, v []any) {
 	if r == nil {
 		return
 	}
-	if line := fmt.Sprintf(format, v...); writeFailure(line) {
-		r.report(errors.New(line))
+	if writeFailure(fmt.Sprintf(format, v...)) {
+		r.suspect()
 	}
 }
 
