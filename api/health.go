@@ -48,8 +48,8 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) error {
 }
 
 // handleReady serves GET /readyz: the journal can store events
-// (journal.Journal.Writable) and answers within Config.ReadyTimeout, and the projector is behind it by at most
-// Config.MaxLagSequences messages and Config.MaxLag of time (the age of the
+// (journal.Journal.Writable) and answers within Config.ReadyTimeout, and
+// the projector is behind it by at most Config.MaxLagSequences messages and Config.MaxLag of time (the age of the
 // oldest message not yet applied). Either bound exceeded is 503.
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ReadyTimeout)
