@@ -47,9 +47,9 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// handleReady serves GET /readyz: the journal answers within
-// Config.ReadyTimeout, and the projector is behind it by at most
-// Config.MaxLagSequences messages and Config.MaxLag of time (the age of the
+// handleReady serves GET /readyz: the journal can store events
+// (journal.Journal.Writable) and answers within Config.ReadyTimeout, and
+// the projector is behind it by at most Config.MaxLagSequences messages and Config.MaxLag of time (the age of the
 // oldest message not yet applied). Either bound exceeded is 503.
 func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) error {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.ReadyTimeout)
@@ -57,9 +57,11 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) error {
 	rd := Readiness{Status: "ready", Bounds: LagBounds{s.cfg.MaxLagSequences, s.cfg.MaxLag.Seconds()}}
 	js, ps, err := s.lag(ctx)
 	rd.Journal, rd.Projector = js, ps
-	switch {
+	switch werr := s.journal.Writable(); {
 	case s.ctx.Err() != nil:
 		rd.Reason = "the server is shutting down"
+	case werr != nil:
+		rd.Reason = "journal cannot store events: " + werr.Error()
 	case err != nil:
 		rd.Reason = "journal unreachable: " + err.Error()
 	case ps.LagSequences > s.cfg.MaxLagSequences:

@@ -304,6 +304,9 @@ func (j *Journal) startSyncer() error {
 		kvStream(BucketTenants):  true,  // updates rewrite old blocks
 		kvStream(BucketBindings): false, // Bind only creates keys
 	}, &j.stats, j.cfg.Logger)
+	if err == nil {
+		j.srv.recovery.attach(j.syncer)
+	}
 	return err
 }
 

@@ -23,6 +23,8 @@ type embedded struct {
 	*server.Server
 	lock *os.File
 	auth *listenAuth // nil when the server does not listen
+	// recovery brings the store back after it could not be written.
+	recovery *recovery
 }
 
 // startServer locks <DataDir>/nats, starts the embedded nats-server with
@@ -95,7 +97,9 @@ func startServer(cfg Config) (_ *embedded, err error) {
 			return nil, fmt.Errorf("journal: embedded server: jetstream: %w", err)
 		}
 	}
-	return &embedded{Server: s, lock: lock, auth: auth}, nil
+	rec := newRecovery(s, dir, cfg, auth != nil)
+	log.setRecovery(rec)
+	return &embedded{Server: s, lock: lock, auth: auth, recovery: rec}, nil
 }
 
 // splitHostPort parses host:port; port 0 asks for a free port.
@@ -122,8 +126,29 @@ type serverLog struct {
 	log   *slog.Logger
 	debug bool
 
-	mu  sync.Mutex
-	err error
+	mu       sync.Mutex
+	err      error
+	recovery *recovery // told of write failures; nil until set
+}
+
+func (l *serverLog) setRecovery(r *recovery) {
+	l.mu.Lock()
+	l.recovery = r
+	l.mu.Unlock()
+}
+
+// noticeFailure has the recovery check the store at once after a line
+// that tells of a failed write.
+func (l *serverLog) noticeFailure(format string, v []any) {
+	l.mu.Lock()
+	r := l.recovery
+	l.mu.Unlock()
+	if r == nil {
+		return
+	}
+	if writeFailure(fmt.Sprintf(format, v...)) {
+		r.suspect()
+	}
 }
 
 func (l *serverLog) fatal() error {
@@ -140,10 +165,18 @@ func (l *serverLog) emit(level slog.Level, format string, v []any) {
 }
 
 func (l *serverLog) Noticef(format string, v ...any) { l.emit(slog.LevelInfo, format, v) }
-func (l *serverLog) Warnf(format string, v ...any)   { l.emit(slog.LevelWarn, format, v) }
-func (l *serverLog) Errorf(format string, v ...any)  { l.emit(slog.LevelError, format, v) }
-func (l *serverLog) Debugf(format string, v ...any)  { l.emit(slog.LevelDebug, format, v) }
-func (l *serverLog) Tracef(string, ...any)           {}
+func (l *serverLog) Warnf(format string, v ...any) {
+	l.noticeFailure(format, v)
+	l.emit(slog.LevelWarn, format, v)
+}
+
+func (l *serverLog) Errorf(format string, v ...any) {
+	l.noticeFailure(format, v)
+	l.emit(slog.LevelError, format, v)
+}
+
+func (l *serverLog) Debugf(format string, v ...any) { l.emit(slog.LevelDebug, format, v) }
+func (l *serverLog) Tracef(string, ...any)          {}
 
 func (l *serverLog) Fatalf(format string, v ...any) {
 	l.mu.Lock()
@@ -157,6 +190,9 @@ func (l *serverLog) Fatalf(format string, v ...any) {
 // shutdown stops the server, waits until it has stopped, and releases the
 // store. It is idempotent.
 func (e *embedded) shutdown() {
+	if e.recovery != nil {
+		e.recovery.close()
+	}
 	e.Shutdown()
 	e.WaitForShutdown()
 	if e.lock != nil {

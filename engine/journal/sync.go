@@ -50,11 +50,18 @@ type syncer struct {
 	next   *round          // answers the calls made since then
 	cur    *epoch          // the writes begun since the last round began
 	closed bool
-	failed error // a sync failed: nothing more is acknowledged
+	// failed is set when a sync fails, or the store is being recovered:
+	// nothing more is acknowledged until resume (see recovery).
+	failed error
+	onFail func(error) // told of a failed sync; nil for none
 	wake   chan struct{}
 	done   chan struct{}
 
 	took time.Duration // owned by loop: how long the last round's syncs took
+
+	// files is held while the streams' files are synced, and by the
+	// recovery while it rewrites them.
+	files sync.Mutex
 }
 
 // epoch counts the writes begun between two rounds and not yet waiting
@@ -174,6 +181,32 @@ func (s *syncer) sync(ctx context.Context, stream string, e *epoch) error {
 	}
 }
 
+// suspend makes every sync fail with err until resume, and waits for a
+// round syncing files to end.
+func (s *syncer) suspend(err error) {
+	s.mu.Lock()
+	s.failed = err
+	s.mu.Unlock()
+	s.files.Lock()
+	s.files.Unlock() //nolint:staticcheck // waits for the round in progress
+}
+
+// resume lets syncs succeed again, once the recovery has rewritten every
+// block that may hold a write made since the last good round: the blocks
+// there now are all on disk.
+func (s *syncer) resume() {
+	s.files.Lock()
+	for _, f := range s.streams {
+		if blocks, err := listBlocks(f.dir); err == nil {
+			f.blocks = blocks
+		}
+	}
+	s.files.Unlock()
+	s.mu.Lock()
+	s.failed = nil
+	s.mu.Unlock()
+}
+
 // close runs the round already asked for, then stops the syncer.
 func (s *syncer) close() {
 	s.mu.Lock()
@@ -228,22 +261,31 @@ func (s *syncer) loop() {
 			continue
 		}
 		start := time.Now()
+		s.files.Lock()
 		for _, name := range slices.Sorted(maps.Keys(dirty)) {
 			f := s.streams[name]
 			if err := f.sync(); err != nil {
 				// After a failed fsync the kernel may have dropped the dirty
 				// pages: a later fsync could succeed without them. Refuse
-				// from now on, as databases do.
+				// until the recovery has rewritten what may be lost (see
+				// recovery).
 				r.err = fmt.Errorf("sync %s: %w", f.dir, err)
 				s.mu.Lock()
-				s.failed = r.err
+				if s.failed == nil {
+					s.failed = r.err
+				}
+				onFail := s.onFail
 				s.mu.Unlock()
 				if s.log != nil {
-					s.log.Error("journal: a sync to disk failed; every append fails until transferd restarts", "err", err)
+					s.log.Error("journal: a sync to disk failed; every append fails until the store is recovered", "err", err)
+				}
+				if onFail != nil {
+					onFail(r.err)
 				}
 				break
 			}
 		}
+		s.files.Unlock()
 		s.took = time.Since(start)
 		s.stats.syncs.Add(1)
 		s.stats.synced.Add(r.calls)

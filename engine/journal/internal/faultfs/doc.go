@@ -18,9 +18,13 @@
 //     makes its current path durable, from the root down; other paths still
 //     naming it in the durable image are dropped.
 //   - A directory renamed keeps its durable entries, as an inode does.
+//   - A full disk (SetFull): writes, fallocate, creations and syncs fail
+//     with ENOSPC and change nothing; a failed fsync makes the file's
+//     unsynced writes never durable, as a failed writeback on Linux does.
+//     FailSyncs fails syncs alone (EIO, say), with the same effect.
 //
 // What it does not model: reordering or tearing within a sync (a sync is
-// atomic and complete), a sync that fails, a write made durable by the
+// atomic and complete), a sync that fails otherwise, a write made durable by the
 // kernel's own writeback before any sync (a cut loses every unsynced
 // write), extended attributes, ownership, modes and times (kept as the
 // backing directory has them, or created 0600 and 0700 by Cut), hard links,

@@ -26,6 +26,8 @@ type FS struct {
 	root    *inode            // the durable tree
 	live    map[uint64]*inode // the backing directory's inodes by number
 	frozen  bool
+	full    bool          // SetFull: writes and syncs fail with ENOSPC
+	syncErr syscall.Errno // FailSyncs: syncs fail with it
 	stats   Stats
 	mounted bool
 }
@@ -36,6 +38,7 @@ type Stats struct {
 	Syncs      uint64 // fsync and fdatasync of files
 	SyncWrites uint64 // writes through descriptors opened O_SYNC or O_DSYNC
 	DirSyncs   uint64 // fsync of directories
+	Refused    uint64 // operations failed with ENOSPC by SetFull
 }
 
 // Available reports why FUSE cannot be used here, or nil.
@@ -89,6 +92,51 @@ func (f *FS) Freeze() {
 	f.mu.Lock()
 	f.frozen = true
 	f.mu.Unlock()
+}
+
+// SetFull fills the disk (full true) or frees space again (false). While
+// it is full, every write, fallocate, file or directory creation and
+// fsync fails with ENOSPC, and writes nothing. A failed fsync also makes
+// the file's unsynced writes never durable, as Linux does after a failed
+// writeback (the pages stay readable but are marked clean, and a later
+// fsync succeeds without them): only what is written again after it, and
+// synced, is.
+func (f *FS) SetFull(full bool) {
+	f.mu.Lock()
+	f.full = full
+	f.mu.Unlock()
+}
+
+// FailSyncs makes every fsync of a file or directory fail with errno (an
+// I/O error, say) while writes succeed, as when writeback fails; 0 ends
+// it. A failed fsync drops the file's unsynced writes as on a full disk.
+func (f *FS) FailSyncs(errno syscall.Errno) {
+	f.mu.Lock()
+	f.syncErr = errno
+	f.mu.Unlock()
+}
+
+// refuse reports whether the disk is full, counting the refusal. f.mu is
+// held.
+func (f *FS) refuse() bool {
+	if f.full {
+		f.stats.Refused++
+	}
+	return f.full
+}
+
+// refuseSync returns the error a sync fails with now, or 0, counting the
+// refusal. f.mu is held.
+func (f *FS) refuseSync() syscall.Errno {
+	switch {
+	case f.full:
+		f.stats.Refused++
+		return syscall.ENOSPC
+	case f.syncErr != 0:
+		f.stats.Refused++
+		return f.syncErr
+	}
+	return 0
 }
 
 // Unmount unmounts the file system, retrying for a few seconds while it is

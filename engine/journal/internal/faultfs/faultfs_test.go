@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/transferd/transferd/engine/journal/internal/faultfs"
@@ -117,5 +119,65 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFull: on a full disk writes and syncs fail with ENOSPC; once space is
+// freed they work again, and what a failed sync did not make durable never
+// becomes durable by a later sync of the same writes, only by writing
+// again.
+func TestFull(t *testing.T) {
+	f, backing, mnt := mount(t, nil)
+	at := func(name string) string { return filepath.Join(mnt, name) }
+
+	lost, err := os.OpenFile(at("lost"), os.O_CREATE|os.O_RDWR, 0o600)
+	must(t, err)
+	defer lost.Close()
+	write(t, lost, "written before the disk filled")
+
+	f.SetFull(true)
+	if _, err := lost.WriteString(" more"); !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("write on a full disk: %v, want ENOSPC", err)
+	}
+	if err := lost.Sync(); !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("fsync on a full disk: %v, want ENOSPC", err)
+	}
+	if err := os.WriteFile(at("new"), []byte("x"), 0o600); !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("create on a full disk: %v, want ENOSPC", err)
+	}
+	if err := os.Mkdir(at("dir"), 0o700); !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("mkdir on a full disk: %v, want ENOSPC", err)
+	}
+	if s := f.Stats(); s.Refused < 4 {
+		t.Errorf("stats %+v: want at least 4 refusals", s)
+	}
+
+	f.SetFull(false)
+	must(t, lost.Sync()) // succeeds, without the dropped write
+	b, err := os.ReadFile(at("lost"))
+	must(t, err)
+	if string(b) != "written before the disk filled" { // still readable, as from the page cache
+		t.Errorf("lost reads %q", b)
+	}
+	// Written again into a new file and synced: durable.
+	must(t, os.WriteFile(at("copy"), b, 0o600))
+	c, err := os.OpenFile(at("copy"), os.O_RDWR, 0)
+	must(t, err)
+	must(t, c.Sync())
+	must(t, c.Close())
+	d, err := os.Open(mnt)
+	must(t, err)
+	must(t, d.Sync())
+	must(t, d.Close())
+	must(t, lost.Close())
+
+	must(t, f.Cut())
+	got, err := os.ReadFile(filepath.Join(backing, "copy"))
+	if err != nil || string(got) != "written before the disk filled" {
+		t.Errorf("copy after the cut: %q, %v", got, err)
+	}
+	got, err = os.ReadFile(filepath.Join(backing, "lost"))
+	if err != nil || strings.Contains(string(got), "written") {
+		t.Errorf("lost after the cut: %q, %v; want its unsynced bytes gone", got, err)
 	}
 }

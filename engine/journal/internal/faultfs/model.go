@@ -77,6 +77,13 @@ func (in *inode) sync(r io.ReaderAt, size int64) error {
 	return nil
 }
 
+// dropDirty forgets the writes and truncations since the last sync, as a
+// failed writeback does: a later sync makes durable only what is written
+// after it.
+func (in *inode) dropDirty() {
+	in.dirty, in.truncTo = in.dirty[:0], -1
+}
+
 // scan reads the tree under dir into inodes, all durable as they are, and
 // indexes them by their backing inode number.
 func scan(dir string, live map[uint64]*inode) (*inode, error) {

@@ -48,6 +48,9 @@ const syncFlags = syscall.O_SYNC | syscall.O_DSYNC
 func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	n.fs.mu.Lock()
 	defer n.fs.mu.Unlock()
+	if n.fs.refuse() {
+		return nil, nil, 0, syscall.ENOSPC
+	}
 	ch, fh, fuseFlags, errno := n.LoopbackNode.Create(ctx, name, flags&^syncFlags, mode, out)
 	if errno != 0 {
 		return nil, nil, 0, errno
@@ -128,6 +131,9 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
 	n.fs.mu.Lock()
 	defer n.fs.mu.Unlock()
+	if n.fs.refuse() {
+		return nil, syscall.ENOSPC
+	}
 	ch, errno := n.LoopbackNode.Mkdir(ctx, name, mode, out)
 	if errno != 0 {
 		return nil, errno
@@ -221,6 +227,9 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 	f := h.n.fs
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.refuse() {
+		return 0, syscall.ENOSPC
+	}
 	w, errno := h.LoopbackFile.Write(ctx, data, off)
 	h.in.wrote(off, int64(w))
 	f.stats.Writes++
@@ -248,6 +257,9 @@ func (h *handle) Allocate(ctx context.Context, off, size uint64, mode uint32) sy
 	f := h.n.fs
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.refuse() {
+		return syscall.ENOSPC
+	}
 	errno := h.LoopbackFile.Allocate(ctx, off, size, mode)
 	if errno == 0 {
 		h.in.wrote(int64(off), int64(size))
@@ -267,12 +279,17 @@ func (h *handle) Setattr(ctx context.Context, in *fuse.SetAttrIn, out *fuse.Attr
 }
 
 // Fsync makes the file durable in the model; the backing file is not
-// synced (the model is what a cut keeps).
+// synced (the model is what a cut keeps). On a full disk it fails, and
+// the file's unsynced writes are never made durable (see SetFull).
 func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	f := h.n.fs
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.stats.Syncs++
+	if errno := f.refuseSync(); errno != 0 {
+		h.in.dropDirty()
+		return errno
+	}
 	return f.syncFile(h)
 }
 
@@ -318,5 +335,8 @@ func (d *dirHandle) Fsyncdir(ctx context.Context, flags uint32) syscall.Errno {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.stats.DirSyncs++
+	if errno := f.refuseSync(); errno != 0 {
+		return errno
+	}
 	return f.syncDir(d.n.Path(nil))
 }
