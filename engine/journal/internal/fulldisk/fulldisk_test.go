@@ -22,6 +22,7 @@ import (
 	"github.com/transferd/transferd/engine/journal"
 	"github.com/transferd/transferd/engine/journal/internal/faultfs"
 	"github.com/transferd/transferd/ingest"
+	"github.com/transferd/transferd/ingest/atlassian"
 )
 
 const (
@@ -102,7 +103,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // returns the status and the Retry-After header.
 func (s *stack) post(id string) (int, string) {
 	s.t.Helper()
-	tok, err := ingest.SignConnect(tenant, []byte(secret), "POST", ingest.DefaultConnectPath, "", "", 5*time.Minute, time.Now())
+	tok, err := atlassian.SignConnect("POST", ingest.DefaultConnectPath, "", tenant, []byte(secret), 5*time.Minute, time.Now())
 	if err != nil {
 		s.t.Fatal(err)
 	}
