@@ -9,24 +9,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Tenants returns the transferd_tenants bucket.
-// With SyncAlways on the embedded server its writes return once on disk.
-// Its Get reads from the bucket stream's leader, so that a tenant another
-// instance has just installed is found (see leaderKV).
-func (j *Journal) Tenants() jetstream.KeyValue {
-	return j.durableKV(leaderKV{j.tenants, j.nc, j.cfg.Timeout})
-}
-
-// Bindings returns the transferd_bindings bucket, like Tenants; see Bind.
-func (j *Journal) Bindings() jetstream.KeyValue { return j.durableKV(j.bindings) }
-
-func (j *Journal) durableKV(kv jetstream.KeyValue) jetstream.KeyValue {
-	if j.syncer == nil {
-		return kv
-	}
-	return durableKV{kv, j.syncer}
-}
-
 // Bind records issuer as the owner of transferID unless one is recorded
 // already (the first writer wins), and returns the owner. Keys in the
 // bindings bucket are transfer ids with every byte outside [-_a-zA-Z0-9]
@@ -79,6 +61,19 @@ func (j *Journal) bind(ctx context.Context, key, issuer string) (string, error) 
 			return "", ctx.Err()
 		}
 	}
+}
+
+// Owner returns the issuer Bind recorded for transferID; ErrNotFound when
+// none is. Failures to reach the bucket wrap ErrUnavailable.
+func (j *Journal) Owner(ctx context.Context, transferID string) (string, error) {
+	if transferID == "" {
+		return "", fmt.Errorf("%w: empty transferId", ErrInvalid)
+	}
+	e, err := j.bindings.Get(ctx, bindingKey(transferID))
+	if err != nil {
+		return "", kvErr("owner of "+transferID, err)
+	}
+	return string(e.Value()), nil
 }
 
 // maxBindAttempts bounds bind's rounds of Create and Get.

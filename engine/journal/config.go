@@ -3,8 +3,6 @@ package journal
 import (
 	"log/slog"
 	"time"
-
-	"github.com/nats-io/nats.go"
 )
 
 // Config configures Open. The zero value with a DataDir runs an embedded
@@ -13,9 +11,9 @@ type Config struct {
 	// URL of an external NATS (comma-separated for a cluster). Empty
 	// starts an embedded nats-server storing under DataDir.
 	URL string
-	// Options are extra client options for URL: credentials, TLS, …. They
-	// are applied after the journal's own.
-	Options []nats.Option
+	// CredentialsFile is a NATS credentials file (JWT and nkey seed) to
+	// connect to URL with; empty connects without.
+	CredentialsFile string
 
 	// DataDir is where the embedded server keeps its store, in
 	// <DataDir>/nats (created 0700). Required when URL is empty.

@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/transferd/transferd/engine/journal/internal/natsconn"
 )
 
 // Journal is the event log. Its methods are safe for concurrent use.
@@ -21,6 +23,7 @@ type Journal struct {
 	closed   chan nats.Status
 	js       jetstream.JetStream
 	events   jetstream.Stream
+	feedSt   jetstream.Stream // TRANSFERS
 	tenants  jetstream.KeyValue
 	bindings jetstream.KeyValue
 
@@ -72,7 +75,9 @@ func Open(ctx context.Context, cfg Config) (*Journal, error) {
 			opts = append(opts, nats.UserInfo(internalUser, srv.auth.internalPass))
 		}
 	} else {
-		opts = append(opts, cfg.Options...)
+		if cfg.CredentialsFile != "" {
+			opts = append(opts, nats.UserCredentials(cfg.CredentialsFile))
+		}
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -132,7 +137,7 @@ func (j *Journal) setup(ctx context.Context) error {
 	if r, err = j.replicas(ctx, StreamTransfers); err != nil {
 		return setupErr(StreamTransfers, err)
 	}
-	transfers, err := j.ensureStream(ctx, jetstream.StreamConfig{
+	j.feedSt, err = j.ensureStream(ctx, jetstream.StreamConfig{
 		Name:               StreamTransfers,
 		Description:        "transferd transfer states after each change",
 		Subjects:           []string{transfersPrefix + ">"},
@@ -181,7 +186,7 @@ func (j *Journal) setup(ctx context.Context) error {
 		if events.AllowAtomicPublish {
 			j.appends = newCommitter(StreamEvents, j, events.Replicas, &j.stats)
 		}
-		if tc := transfers.CachedInfo().Config; tc.AllowAtomicPublish {
+		if tc := j.feedSt.CachedInfo().Config; tc.AllowAtomicPublish {
 			j.feed = newCommitter(StreamTransfers, j, tc.Replicas, &j.stats)
 		}
 	case GroupCommitSync:
@@ -317,8 +322,9 @@ func (j *Journal) replicas(ctx context.Context, stream string) (int, error) {
 	return 0, err
 }
 
-// JetStream returns the JetStream context, for consumers of the streams.
-func (j *Journal) JetStream() jetstream.JetStream { return j.js }
-
-// Conn returns the NATS connection.
-func (j *Journal) Conn() *nats.Conn { return j.nc }
+func init() {
+	natsconn.Of = func(j any) (*nats.Conn, jetstream.JetStream) {
+		jj := j.(*Journal)
+		return jj.nc, jj.js
+	}
+}
