@@ -89,14 +89,13 @@ func New(tb testing.TB, opts Options) *Env {
 	}
 
 	cfg := opts.API
-	cfg.Journal, cfg.Store = e.Journal, store
 	if len(cfg.Tokens) == 0 {
 		cfg.Tokens = []string{Token}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	srv, err := api.New(cfg)
+	srv, err := api.New(context.Background(), e.Journal, store, cfg)
 	if err != nil {
 		tb.Fatalf("api.New: %v", err)
 	}
