@@ -81,20 +81,20 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) error {
 // lag measures how far the projection is behind MIGRATIONS. The time lag is
 // the age of the first message not applied, as the stream stored it.
 func (s *Server) lag(ctx context.Context) (*JournalState, *ProjectorState, error) {
-	st, err := s.journal.JetStream().Stream(ctx, journal.StreamEvents)
+	st, err := s.journal.State(ctx, journal.StreamEvents)
 	if err != nil {
-		return nil, nil, unavailable("stream info "+journal.StreamEvents, err)
+		return nil, nil, err
 	}
-	last := st.CachedInfo().State.LastSeq
+	last := st.LastSeq
 	cp := s.store.Checkpoint()
 	ps := &ProjectorState{Checkpoint: cp}
 	if last > cp {
 		ps.LagSequences = last - cp
-		m, err := st.GetMsg(ctx, cp+1)
+		at, err := s.journal.StoredAt(ctx, cp+1)
 		if err != nil {
-			return &JournalState{LastSeq: last}, ps, unavailable(fmt.Sprintf("get %s #%d", journal.StreamEvents, cp+1), err)
+			return &JournalState{LastSeq: last}, ps, err
 		}
-		ps.LagSeconds = max(0, time.Since(m.Time).Seconds())
+		ps.LagSeconds = max(0, time.Since(at).Seconds())
 	}
 	d := s.journal.Durability()
 	return &JournalState{LastSeq: last, Durability: d.Guarantee, DurabilityWarning: d.Warning}, ps, nil

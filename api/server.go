@@ -27,17 +27,12 @@ type Store interface {
 	Parked(after uint64, limit int) ([]projections.ParkedEvent, uint64, error)
 }
 
-// Config configures New. Journal and Store are required; zero values of the
-// rest are the defaults.
+// Config configures New: the optional settings, whose zero values are the
+// defaults.
 type Config struct {
 	// Tokens are the API tokens accepted on /v1 routes. Empty strings are
 	// ignored; with none, every /v1 request is refused.
 	Tokens []string
-	// Journal is read for event history, state at a past point and the
-	// event feed.
-	Journal *journal.Journal
-	// Store is the projection: current state, lists, lineage, migrations.
-	Store Store
 	// Logger receives failures (error) and refusals (debug); nil discards.
 	Logger *slog.Logger
 	// Metrics to record into and serve at /metrics; nil creates them. The
@@ -58,8 +53,6 @@ type Config struct {
 	// StreamWriteTimeout bounds each write to a stream (a client that stops
 	// reading is dropped after it); default 30 s.
 	StreamWriteTimeout time.Duration
-	// Context, when set, ends every open stream when it ends, like Close.
-	Context context.Context
 	// MaxStreams bounds the open GET /v1/stream responses (each holds a
 	// JetStream consumer); beyond it a new stream is answered 503 with
 	// Retry-After. Default DefaultMaxStreams.
@@ -93,9 +86,6 @@ func (c Config) withDefaults() Config {
 	if c.StreamWriteTimeout <= 0 {
 		c.StreamWriteTimeout = 30 * time.Second
 	}
-	if c.Context == nil {
-		c.Context = context.Background()
-	}
 	if c.MaxStreams <= 0 {
 		c.MaxStreams = DefaultMaxStreams
 	}
@@ -125,16 +115,19 @@ type Server struct {
 	open    int // streams holding a slot (MaxStreams), under mu
 }
 
-// New returns the query API over cfg.Journal and cfg.Store.
-func New(cfg Config) (*Server, error) {
+// New returns the query API over j, read for event history, state at a
+// past point and the feeds, and store, the projection: current state,
+// lists, lineage, migrations. When ctx ends, every open stream ends, as
+// with Close.
+func New(ctx context.Context, j *journal.Journal, store Store, cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
-	if cfg.Journal == nil || cfg.Store == nil {
-		return nil, errors.New("api: New needs a journal and a store")
+	if ctx == nil || j == nil || store == nil {
+		return nil, errors.New("api: New needs a context, a journal and a store")
 	}
 	s := &Server{
 		cfg:     cfg,
-		journal: cfg.Journal,
-		store:   cfg.Store,
+		journal: j,
+		store:   store,
 		log:     cfg.Logger,
 		metrics: cfg.Metrics,
 		tokens:  newTokens(cfg.Tokens),
@@ -148,7 +141,7 @@ func New(cfg Config) (*Server, error) {
 	if err := s.metrics.reg.Register(newProjectorCollector(s)); err != nil {
 		return nil, err
 	}
-	s.ctx, s.cancel = context.WithCancel(cfg.Context)
+	s.ctx, s.cancel = context.WithCancel(ctx)
 
 	s.route("GET /v1/transfers", s.handleList)
 	s.route("GET /v1/transfers/{id}", s.handleTransfer)

@@ -5,13 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/transferd/transferd/engine"
 	"github.com/transferd/transferd/engine/journal"
@@ -22,11 +19,6 @@ const (
 	feedEvents    = "events"    // envelopes from MIGRATIONS; event = kind
 	feedTransfers = "transfers" // transfer views from TRANSFERS; event = phase
 )
-
-// streamConsumerInactive is how long the server keeps a type=transfers
-// stream's consumer without pull requests, should deleting it on
-// disconnect fail.
-const streamConsumerInactive = 30 * time.Second
 
 // message is one Server-Sent Event: id is the stream sequence.
 type message struct {
@@ -109,28 +101,9 @@ func parseStream(r *http.Request) (streamRequest, error) {
 // subject is the subject filter of the request's feed.
 func (sr streamRequest) subject() string {
 	if sr.typ == feedTransfers {
-		id, phase := "*", engine.Phase("*")
-		if sr.transferID != "" {
-			id = sr.transferID
-		}
-		if sr.phase != "" {
-			phase = sr.phase
-		}
-		if id == "*" && phase == "*" {
-			return ""
-		}
-		return journal.TransferSubject(id, phase)
+		return journal.TransferFilter(sr.transferID, sr.phase)
 	}
-	switch {
-	case sr.transferID != "" && sr.kind != "":
-		// migrations.events.*.<transferId>.<kind>
-		return strings.TrimSuffix(journal.TransferEventsFilter(sr.transferID), "*") + string(sr.kind)
-	case sr.transferID != "":
-		return journal.TransferEventsFilter(sr.transferID)
-	case sr.kind != "":
-		return journal.KindFilter(sr.kind)
-	}
-	return ""
+	return journal.EventFilter(sr.transferID, sr.kind)
 }
 
 // handleStream serves GET /v1/stream as Server-Sent Events: "id:" the
@@ -330,65 +303,31 @@ func (s *Server) openFeed(ctx context.Context, sr streamRequest) (*feed, error) 
 }
 
 func (s *Server) openTransfers(ctx context.Context, sr streamRequest) (*feed, error) {
-	js := s.journal.JetStream()
 	if sr.now {
-		st, err := js.Stream(ctx, journal.StreamTransfers)
+		st, err := s.journal.State(ctx, journal.StreamTransfers)
 		if err != nil {
-			return nil, unavailable("stream info "+journal.StreamTransfers, err)
+			return nil, err
 		}
-		sr.after = st.CachedInfo().State.LastSeq
+		sr.after = st.LastSeq
 	}
-	cfg := jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:   sr.after + 1,
-		// A backstop: stop deletes the consumer when the client leaves.
-		InactiveThreshold: streamConsumerInactive,
-	}
-	if f := sr.subject(); f != "" {
-		cfg.FilterSubjects = []string{f}
-	}
-	cons, err := js.OrderedConsumer(ctx, journal.StreamTransfers, cfg)
+	rd, err := s.journal.ReadTransfers(ctx, sr.after, sr.subject())
 	if err != nil {
-		return nil, unavailable("read "+journal.StreamTransfers, err)
-	}
-	deleteConsumer := func() {
-		if info := cons.CachedInfo(); info != nil {
-			dctx, cancel := context.WithTimeout(context.Background(), s.cfg.ReadyTimeout)
-			defer cancel()
-			_ = js.DeleteConsumer(dctx, journal.StreamTransfers, info.Name)
-		}
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		deleteConsumer()
-		return nil, unavailable("read "+journal.StreamTransfers, err)
+		return nil, err
 	}
 	return &feed{
 		after: sr.after,
-		stop: func() {
-			it.Stop()
-			deleteConsumer()
-		},
+		stop:  rd.Stop,
 		next: func(ctx context.Context) ([]message, error) {
-			m, err := it.Next(jetstream.NextContext(ctx))
+			c, err := rd.Next(ctx)
 			if err != nil {
-				return nil, unavailable("read "+journal.StreamTransfers, err)
+				return nil, err
 			}
-			meta, err := m.Metadata()
+			data, err := s.transferData(c.Data)
 			if err != nil {
-				return nil, unavailable("read "+journal.StreamTransfers, err)
-			}
-			data, err := s.transferData(m.Data())
-			if err != nil {
-				s.log.Warn("stream: skipping a transfer state that does not decode", "seq", meta.Sequence.Stream, "err", err)
+				s.log.Warn("stream: skipping a transfer state that does not decode", "seq", c.Seq, "err", err)
 				return nil, nil
 			}
-			subj := m.Subject()
-			return []message{{
-				seq:   meta.Sequence.Stream,
-				event: subj[strings.LastIndexByte(subj, '.')+1:],
-				data:  data,
-			}}, nil
+			return []message{{seq: c.Seq, event: string(c.Phase), data: data}}, nil
 		},
 	}, nil
 }
@@ -410,9 +349,4 @@ func oneLine(b []byte) []byte {
 		}, b)
 	}
 	return out.Bytes()
-}
-
-// unavailable wraps a JetStream failure as journal.ErrUnavailable.
-func unavailable(op string, err error) error {
-	return fmt.Errorf("api: %s: %w: %w", op, journal.ErrUnavailable, err)
 }

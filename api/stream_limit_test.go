@@ -22,18 +22,14 @@ func consumers(t testing.TB, env *apitest.Env) (events, transfers int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, name := range []string{journal.StreamEvents, journal.StreamTransfers} {
-		st, err := env.Journal.JetStream().Stream(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := st.Info(ctx)
+		st, err := env.Journal.State(ctx, name)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if name == journal.StreamEvents {
-			events = info.State.Consumers
+			events = st.Consumers
 		} else {
-			transfers = info.State.Consumers
+			transfers = st.Consumers
 		}
 	}
 	return events, transfers

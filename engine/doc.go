@@ -5,5 +5,6 @@
 // multiplicity of its events.
 //
 // engine is pure and deterministic: it performs no I/O, reads no clock,
-// and imports nothing from NATS or bbolt. Times come in on the events.
+// and imports nothing from NATS or bbolt. Times come in on the events. Its
+// log is package engine/journal, on NATS JetStream.
 package engine

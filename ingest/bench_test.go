@@ -87,7 +87,7 @@ func BenchmarkCeilingPublish(b *testing.B) {
 // bare net/http handler that publishes each body to an embedded JetStream
 // without any sync, and answers as ingest does.
 func ceilingServer(b *testing.B) *httptest.Server {
-	js := journaltest.Open(b).JetStream()
+	js := journaltest.JetStream(journaltest.Open(b))
 	var id atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)

@@ -20,7 +20,6 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/transferd/transferd/api/httperr"
 	"github.com/transferd/transferd/engine/journal"
@@ -160,15 +159,11 @@ func (p *platform) post(path, auth, contentType string, body []byte) reply {
 
 func (p *platform) streamMsgs() uint64 {
 	p.t.Helper()
-	s, err := p.journal.JetStream().Stream(context.Background(), journal.StreamEvents)
+	st, err := p.journal.State(context.Background(), journal.StreamEvents)
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	info, err := s.Info(context.Background())
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	return info.State.Msgs
+	return st.Msgs
 }
 
 func connectEvent(transferID, eventType, extra string) []byte {
@@ -321,7 +316,7 @@ func TestIngestRefuses(t *testing.T) {
 				t.Errorf("stream went from %d to %d messages", before, after)
 			}
 			if tc.unbound != "" {
-				if _, err := p.journal.Bindings().Get(context.Background(), tc.unbound); !errors.Is(err, jetstream.ErrKeyNotFound) {
+				if _, err := p.journal.Owner(context.Background(), tc.unbound); !errors.Is(err, journal.ErrNotFound) {
 					t.Errorf("transfer %s is bound (%v)", tc.unbound, err)
 				}
 			}

@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/transferd/transferd/engine/journal"
 )
 
@@ -41,14 +39,14 @@ func (t Tenant) Active() bool { return t.UninstalledAt == nil }
 // stored in plaintext (before keys were configured) are still read, and
 // sealed when next written or by Rekey.
 type Registry struct {
-	kv   jetstream.KeyValue
+	kv   *journal.Tenants
 	keys *SecretKeys // nil stores secrets in plaintext
 
 	mu      sync.RWMutex
 	tenants map[string]Tenant
 	stored  map[string]storedAt // by clientKey: how and at which revision each record is stored
 	broken  map[string]error    // by clientKey: records whose secret does not open
-	watch   jetstream.KeyWatcher
+	watch   *journal.TenantWatcher
 	done    chan struct{}
 }
 
@@ -77,8 +75,8 @@ func WithSecretKeys(keys *SecretKeys) RegistryOption {
 // OpenRegistry loads the registry from kv and keeps it current until Close.
 // A record whose secret does not open with the configured keys (or one
 // sealed, without keys) fails it with an error wrapping ErrSecretKey.
-func OpenRegistry(ctx context.Context, kv jetstream.KeyValue, opts ...RegistryOption) (*Registry, error) {
-	w, err := kv.WatchAll(context.Background())
+func OpenRegistry(ctx context.Context, kv *journal.Tenants, opts ...RegistryOption) (*Registry, error) {
+	w, err := kv.Watch(context.Background())
 	if err != nil {
 		return nil, fmt.Errorf("watch tenants: %w", err)
 	}
@@ -120,18 +118,18 @@ func (r *Registry) follow() {
 	}
 }
 
-func (r *Registry) apply(e jetstream.KeyValueEntry) {
+func (r *Registry) apply(e *journal.TenantEntry) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if e.Operation() != jetstream.KeyValuePut {
+	if e.Deleted {
 		for k := range r.tenants {
-			if tenantKey(k) == e.Key() {
+			if tenantKey(k) == e.Key {
 				delete(r.tenants, k)
 				delete(r.stored, k)
 			}
 		}
 		for k := range r.broken {
-			if tenantKey(k) == e.Key() {
+			if tenantKey(k) == e.Key {
 				delete(r.broken, k)
 			}
 		}
@@ -141,8 +139,8 @@ func (r *Registry) apply(e jetstream.KeyValueEntry) {
 }
 
 // applyLocked records the tenant e holds and returns it; r.mu is held.
-func (r *Registry) applyLocked(e jetstream.KeyValueEntry) (Tenant, error) {
-	t, keyID, err := r.decode(e.Value())
+func (r *Registry) applyLocked(e *journal.TenantEntry) (Tenant, error) {
+	t, keyID, err := r.decode(e.Value)
 	if t.ClientKey == "" {
 		return t, err
 	}
@@ -154,7 +152,7 @@ func (r *Registry) applyLocked(e jetstream.KeyValueEntry) (Tenant, error) {
 	}
 	delete(r.broken, t.ClientKey)
 	r.tenants[t.ClientKey] = t
-	r.stored[t.ClientKey] = storedAt{rev: e.Revision(), keyID: keyID}
+	r.stored[t.ClientKey] = storedAt{rev: e.Revision, keyID: keyID}
 	return t, nil
 }
 
@@ -214,14 +212,14 @@ func (r *Registry) Get(ctx context.Context, clientKey string) (Tenant, error) {
 		return Tenant{}, broken
 	}
 	e, err := r.kv.Get(ctx, tenantKey(clientKey))
-	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+	if errors.Is(err, journal.ErrNotFound) {
 		return Tenant{}, fmt.Errorf("%w %q", ErrUnknownTenant, clientKey)
 	}
 	if err != nil {
-		return Tenant{}, fmt.Errorf("tenant %q: %w: %w", clientKey, journal.ErrUnavailable, err)
+		return Tenant{}, fmt.Errorf("tenant %q: %w", clientKey, err)
 	}
 	r.mu.Lock()
-	t, err = r.applyLocked(e)
+	t, err = r.applyLocked(&e)
 	r.mu.Unlock()
 	if err != nil {
 		return Tenant{}, fmt.Errorf("tenant %q: %w", clientKey, err)
@@ -268,7 +266,7 @@ func (r *Registry) Put(ctx context.Context, t Tenant) error {
 	}
 	rev, err := r.kv.Put(ctx, tenantKey(t.ClientKey), b)
 	if err != nil {
-		return fmt.Errorf("store tenant %q: %w: %w", t.ClientKey, journal.ErrUnavailable, err)
+		return fmt.Errorf("store tenant %q: %w", t.ClientKey, err)
 	}
 	r.mu.Lock()
 	if r.stored[t.ClientKey].rev < rev {
@@ -315,11 +313,11 @@ func (r *Registry) Rekey(ctx context.Context) (int, error) {
 			return n, err
 		}
 		rev, err := r.kv.Update(ctx, tenantKey(x.t.ClientKey), b, x.rev)
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		if errors.Is(err, journal.ErrConflict) {
 			continue // written meanwhile
 		}
 		if err != nil {
-			return n, fmt.Errorf("rekey tenant %q: %w: %w", x.t.ClientKey, journal.ErrUnavailable, err)
+			return n, fmt.Errorf("rekey tenant %q: %w", x.t.ClientKey, err)
 		}
 		r.mu.Lock()
 		if r.stored[x.t.ClientKey].rev < rev {

@@ -85,7 +85,7 @@ func TestRegistrySealsSecrets(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return string(e.Value())
+		return string(e.Value)
 	}
 
 	// A plaintext record, as stored before keys were configured.

@@ -98,7 +98,7 @@ func TestFeedCancellationConsumer(t *testing.T) {
 
 	// An importer that must settle cancelled transfers:
 	ctx := testContext(t)
-	cons, err := j.JetStream().CreateOrUpdateConsumer(ctx, "TRANSFERS", jetstream.ConsumerConfig{
+	cons, err := journaltest.JetStream(j).CreateOrUpdateConsumer(ctx, "TRANSFERS", jetstream.ConsumerConfig{
 		Durable:       "settler",
 		FilterSubject: "migrations.transfers.*.cancellation_requested",
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -168,7 +168,7 @@ func TestFeedRepublishesTheOutbox(t *testing.T) {
 func TestFeedFailureDoesNotStopTheProjection(t *testing.T) {
 	j := journaltest.Open(t)
 	ctx := testContext(t)
-	if err := j.JetStream().DeleteStream(ctx, journal.StreamTransfers); err != nil {
+	if err := journaltest.JetStream(j).DeleteStream(ctx, journal.StreamTransfers); err != nil {
 		t.Fatal(err)
 	}
 	appendFast(t, j, generate(11, 300))
@@ -180,7 +180,7 @@ func TestFeedFailureDoesNotStopTheProjection(t *testing.T) {
 		t.Fatalf("checkpoint %d of %d, outbox %d of %d", s.Checkpoint(), last, st.FeedPending, len(all))
 	}
 
-	if _, err := j.JetStream().CreateStream(ctx, jetstream.StreamConfig{
+	if _, err := journaltest.JetStream(j).CreateStream(ctx, jetstream.StreamConfig{
 		Name: journal.StreamTransfers, Subjects: []string{"migrations.transfers.>"}, Storage: jetstream.FileStorage,
 	}); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/transferd/transferd/engine"
 	"github.com/transferd/transferd/engine/journal"
+	"github.com/transferd/transferd/engine/journal/journaltest"
 )
 
 // genEpoch is when generated traffic starts.
@@ -189,7 +190,7 @@ func appendFast(tb testing.TB, j *journal.Journal, events []*engine.Event) {
 // window would otherwise drop, as if it came after the window.
 func appendFastIDs(tb testing.TB, j *journal.Journal, events []*engine.Event, msgID func(*engine.Event) string) {
 	tb.Helper()
-	js, err := jetstream.New(j.Conn(), jetstream.WithPublishAsyncMaxPending(4096))
+	js, err := jetstream.New(journaltest.Conn(j), jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
 		tb.Fatal(err)
 	}

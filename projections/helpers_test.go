@@ -12,6 +12,7 @@ import (
 
 	"github.com/transferd/transferd/engine"
 	"github.com/transferd/transferd/engine/journal"
+	"github.com/transferd/transferd/engine/journal/journaltest"
 	"github.com/transferd/transferd/projections"
 )
 
@@ -128,7 +129,7 @@ func readFeed(tb testing.TB, j *journal.Journal, filter string) []feedMsg {
 	if filter != "" {
 		cfg.FilterSubjects = []string{filter}
 	}
-	cons, err := j.JetStream().OrderedConsumer(ctx, journal.StreamTransfers, cfg)
+	cons, err := journaltest.JetStream(j).OrderedConsumer(ctx, journal.StreamTransfers, cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -156,7 +157,7 @@ func readFeed(tb testing.TB, j *journal.Journal, filter string) []feedMsg {
 // feedCount returns how many messages TRANSFERS holds.
 func feedCount(tb testing.TB, j *journal.Journal) uint64 {
 	tb.Helper()
-	st, err := j.JetStream().Stream(testContext(tb), journal.StreamTransfers)
+	st, err := journaltest.JetStream(j).Stream(testContext(tb), journal.StreamTransfers)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -224,7 +224,7 @@ func TestUnparsableAndCorrupt(t *testing.T) {
 	bad := *good
 	bad.ID, bad.Payload = "m2", []byte(`{"eventType":"app-data-uploaded","transferId":"t-1","messageId":"m2"}`) // no s3Key
 	mustAppend(t, j, &bad)
-	if _, err := j.JetStream().Publish(testContext(t), journal.EventSubject(engine.SourceConnect, "t-1", engine.KindUnknown), []byte("not an envelope")); err != nil {
+	if _, err := journaltest.JetStream(j).Publish(testContext(t), journal.EventSubject(engine.SourceConnect, "t-1", engine.KindUnknown), []byte("not an envelope")); err != nil {
 		t.Fatal(err)
 	}
 	last := mustAppend(t, j, event(t, engine.SourceConnect, `{"eventType":"transfer-settled","transferId":"t-1","messageId":"m3"}`, at.Add(time.Second)))

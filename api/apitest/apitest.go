@@ -29,8 +29,8 @@ const Token = "apitest-token-0123456789"
 
 // Options configure New. Zero values are the defaults.
 type Options struct {
-	// API is the server's configuration; New fills in Journal and Store,
-	// and Tokens (Token) when empty.
+	// API is the server's configuration; New fills in Tokens (Token) when
+	// empty.
 	API api.Config
 	// Journal configures the journal unless Journal is given.
 	JournalConfig journal.Config
@@ -89,14 +89,13 @@ func New(tb testing.TB, opts Options) *Env {
 	}
 
 	cfg := opts.API
-	cfg.Journal, cfg.Store = e.Journal, store
 	if len(cfg.Tokens) == 0 {
 		cfg.Tokens = []string{Token}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	srv, err := api.New(cfg)
+	srv, err := api.New(context.Background(), e.Journal, store, cfg)
 	if err != nil {
 		tb.Fatalf("api.New: %v", err)
 	}
@@ -151,37 +150,30 @@ func (e *Env) Load(n int) {
 	e.tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	js := e.Journal.JetStream()
-	const window = 4096
-	pending := 0
+	const chunk = 3 * 4096
+	events := make([]*engine.Event, 0, min(3*n, chunk))
+	flush := func() {
+		if _, err := e.Journal.AppendAll(ctx, events); err != nil {
+			e.tb.Fatalf("append: %v", err)
+		}
+		events = events[:0]
+	}
 	for i := range n {
 		for k, kind := range []engine.Kind{engine.KindListenerTriggered, engine.KindAppDataUploaded, engine.KindTransferSettled} {
-			ev := Event(e.tb, Spec{
+			events = append(events, Event(e.tb, Spec{
 				TransferID:  LoadID(i),
 				Kind:        kind,
 				MessageID:   fmt.Sprintf("load-%d-%d", i, k),
 				MigrationID: fmt.Sprintf("mig-%d", i%10),
 				Issuer:      fmt.Sprintf("tenant-%d", i%4),
 				ReceivedAt:  Epoch.Add(time.Duration(3*i+k) * time.Millisecond),
-			})
-			if _, err := js.PublishAsync(journal.EventSubject(ev.Source, ev.TransferID, ev.Kind), journal.Encode(ev)); err != nil {
-				e.tb.Fatalf("publish: %v", err)
-			}
-			if pending++; pending == window {
-				select {
-				case <-js.PublishAsyncComplete():
-				case <-ctx.Done():
-					e.tb.Fatal("appends not acknowledged in time")
-				}
-				pending = 0
+			}))
+			if len(events) == chunk {
+				flush()
 			}
 		}
 	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-ctx.Done():
-		e.tb.Fatal("appends not acknowledged in time")
-	}
+	flush()
 	if err := projections.CatchUp(ctx, e.Journal, e.Store, projections.ProjectorOptions{
 		Logger: slog.New(slog.DiscardHandler), NoPublish: true,
 	}); err != nil {

@@ -55,8 +55,8 @@ func TestSecretsAtRest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(string(e.Value()), secret) {
-		t.Errorf("the bucket holds the secret in plaintext: %s", e.Value())
+	if strings.Contains(string(e.Value), secret) {
+		t.Errorf("the bucket holds the secret in plaintext: %s", e.Value)
 	}
 	j.Close()
 

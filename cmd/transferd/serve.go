@@ -150,7 +150,7 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 	if err != nil {
 		return err
 	}
-	query, err := api.New(api.Config{Tokens: tokens, Journal: j, Store: store, Logger: log, Metrics: metrics, Context: hctx, MaxStreams: c.maxStreams})
+	query, err := api.New(hctx, j, store, api.Config{Tokens: tokens, Logger: log, Metrics: metrics, MaxStreams: c.maxStreams})
 	if err != nil {
 		return err
 	}

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/transferd/transferd/engine/journal"
 	"github.com/transferd/transferd/ingest"
 )
@@ -89,11 +87,8 @@ func (s *storeFlags) openJournal(ctx context.Context, log *slog.Logger) (*journa
 	if err := os.MkdirAll(s.data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	cfg := journal.Config{URL: s.natsURL, DataDir: s.data, Listen: s.natsListen, ListenUsers: s.listenUsers, Replicas: s.replicas, Logger: log,
-		SyncAlways: s.sync != syncInterval}
-	if s.natsCreds != "" {
-		cfg.Options = append(cfg.Options, nats.UserCredentials(s.natsCreds))
-	}
+	cfg := journal.Config{URL: s.natsURL, CredentialsFile: s.natsCreds, DataDir: s.data, Listen: s.natsListen, ListenUsers: s.listenUsers,
+		Replicas: s.replicas, Logger: log, SyncAlways: s.sync != syncInterval}
 	// A cluster that is still electing its leaders may lose the first
 	// requests: retry an external NATS for a while, saying so.
 	deadline := time.Now().Add(60 * time.Second)

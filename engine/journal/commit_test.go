@@ -239,13 +239,13 @@ func TestGroupCommitFallback(t *testing.T) {
 	j := openGrouped(t)
 	first := mustAppend(t, j, event(t, "t1", 1))
 	ctx := testContext(t)
-	s, err := j.JetStream().Stream(ctx, journal.StreamEvents)
+	s, err := journal.JetStream(j).Stream(ctx, journal.StreamEvents)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := s.CachedInfo().Config
 	cfg.AllowAtomicPublish = false
-	if _, err := j.JetStream().UpdateStream(ctx, cfg); err != nil {
+	if _, err := journal.JetStream(j).UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
 	batch := append(events(t, "t2", 6), event(t, "t1", 1))
@@ -464,7 +464,7 @@ func assertStored(t *testing.T, j *journal.Journal, want map[string]uint64) {
 	if len(got) != len(want) {
 		t.Errorf("stream holds %d messages, want %d", len(got), len(want))
 	}
-	s, err := j.JetStream().Stream(ctx, journal.StreamEvents)
+	s, err := journal.JetStream(j).Stream(ctx, journal.StreamEvents)
 	if err != nil {
 		t.Fatal(err)
 	}

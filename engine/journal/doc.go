@@ -3,6 +3,14 @@
 // MIGRATIONS and TRANSFERS streams and the tenants and bindings KV buckets,
 // appends events to MIGRATIONS, and reads them back in stream order.
 //
+// It is package engine's log, and the only package of transferd that talks
+// to NATS: the others append and Read events, follow TRANSFERS with
+// ReadTransfers, ask State and StoredAt for health, Bind and look up Owner
+// of transfers, and keep tenants in Tenants, through types of this
+// package; subjects are built and parsed here (EventFilter, TransferFilter,
+// ParseTransferSubject). A failure to reach NATS wraps ErrUnavailable; a
+// missing key is ErrNotFound and a lost race on one ErrConflict.
+//
 // An event is written as an envelope (DESIGN §5) whose payload holds the
 // bytes exactly as received. Append returns only after JetStream has
 // acknowledged the message, and every failure to obtain that

@@ -17,7 +17,7 @@ func TestOpenKeepsOperatorLimits(t *testing.T) {
 	dir := t.TempDir()
 	j := journaltest.OpenConfig(t, journal.Config{DataDir: dir})
 	ctx := testContext(t)
-	js := j.JetStream()
+	js := journal.JetStream(j)
 	set := func(name string, change func(*jetstream.StreamConfig)) {
 		s, err := js.Stream(ctx, name)
 		if err != nil {
@@ -38,7 +38,7 @@ func TestOpenKeepsOperatorLimits(t *testing.T) {
 	j.Close()
 
 	j = journaltest.OpenConfig(t, journal.Config{DataDir: dir})
-	js = j.JetStream()
+	js = journal.JetStream(j)
 	get := func(name string) jetstream.StreamConfig {
 		s, err := js.Stream(ctx, name)
 		if err != nil {

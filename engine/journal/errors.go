@@ -22,8 +22,18 @@ var (
 
 	// ErrInvalid means the event cannot be routed: its ID is empty, its
 	// source unknown, or its transfer id or kind is not a single subject
-	// token.
+	// token; or a bucket key is not valid.
 	ErrInvalid = errors.New("journal: invalid event")
+)
+
+// These errors can occur on a key of a bucket (Tenants, Owner).
+var (
+	// ErrNotFound means the key was never written, or was deleted.
+	ErrNotFound = errors.New("journal: key not found")
+
+	// ErrConflict means Tenants.Create found the key already written, or
+	// Tenants.Update found it changed since the revision it was given.
+	ErrConflict = errors.New("journal: key exists or changed")
 )
 
 // ErrInUse is returned by Open when another journal, in this process or

@@ -9,6 +9,12 @@ import (
 	"github.com/transferd/transferd/engine"
 )
 
+// JetStream returns j's JetStream context.
+func JetStream(j *Journal) jetstream.JetStream { return j.js }
+
+// Buckets returns j's tenants and bindings buckets as nats.go serves them.
+func Buckets(j *Journal) []jetstream.KeyValue { return []jetstream.KeyValue{j.tenants, j.bindings} }
+
 // ShutdownServer stops j's embedded server under it, as a crash would
 // from the journal's point of view.
 func ShutdownServer(j *Journal) { j.srv.Shutdown() }

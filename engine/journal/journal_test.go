@@ -100,7 +100,7 @@ func testOpenTwice(t *testing.T, open func(t *testing.T) *journal.Journal) {
 		t.Errorf("LastSeq after reopening = %d, want %d", got, ack.Seq)
 	}
 	ctx := testContext(t)
-	s, err := j.JetStream().Stream(ctx, journal.StreamEvents)
+	s, err := journal.JetStream(j).Stream(ctx, journal.StreamEvents)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,14 +111,14 @@ func testOpenTwice(t *testing.T, open func(t *testing.T) *journal.Journal) {
 		len(cfg.Subjects) != 1 || cfg.Subjects[0] != "migrations.events.>" {
 		t.Errorf("%s config = %+v", journal.StreamEvents, cfg)
 	}
-	s, err = j.JetStream().Stream(ctx, journal.StreamTransfers)
+	s, err = journal.JetStream(j).Stream(ctx, journal.StreamTransfers)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg := s.CachedInfo().Config; cfg.Subjects[0] != "migrations.transfers.>" || cfg.Storage != jetstream.FileStorage {
 		t.Errorf("%s config = %+v", journal.StreamTransfers, cfg)
 	}
-	for _, kv := range []jetstream.KeyValue{j.Tenants(), j.Bindings()} {
+	for _, kv := range journal.Buckets(j) {
 		st, err := kv.Status(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -374,7 +374,7 @@ func testScan(t *testing.T, open func(t *testing.T) *journal.Journal) {
 		t.Errorf("break after 5: got %d", n)
 	}
 
-	s, err := j.JetStream().Stream(ctx, journal.StreamEvents)
+	s, err := journal.JetStream(j).Stream(ctx, journal.StreamEvents)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +398,7 @@ func testPublish(t *testing.T, open func(t *testing.T) *journal.Journal) {
 	if a1.Duplicate || !a2.Duplicate || a1.Seq != a2.Seq {
 		t.Errorf("acks %+v, %+v; want the second a duplicate of the first", a1, a2)
 	}
-	s, err := j.JetStream().Stream(ctx, journal.StreamTransfers)
+	s, err := journal.JetStream(j).Stream(ctx, journal.StreamTransfers)
 	if err != nil {
 		t.Fatal(err)
 	}

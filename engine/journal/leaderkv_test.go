@@ -39,7 +39,7 @@ func TestTenantsGetReadsLatest(t *testing.T) {
 				}
 				for _, other := range []*journal.Journal{js[(w+1)%3], js[(w+2)%3]} {
 					e, err := other.Tenants().Get(ctx, key)
-					if err != nil || string(e.Value()) != string(val) {
+					if err != nil || string(e.Value) != string(val) {
 						misses.Add(1)
 					}
 				}

@@ -124,7 +124,7 @@ func TestListenImporters(t *testing.T) {
 	if after := mustLastSeq(t, j); after != before {
 		t.Errorf("MIGRATIONS went from %d to %d messages after the importer's publishes", before, after)
 	}
-	if e, err := j.Tenants().Get(ctx, "tenant-1"); err != nil || !strings.Contains(string(e.Value()), "do-not-read") {
+	if e, err := j.Tenants().Get(ctx, "tenant-1"); err != nil || !strings.Contains(string(e.Value), "do-not-read") {
 		t.Errorf("tenant after the importer's publish: %v", err)
 	}
 	deadline := time.After(2 * time.Second)

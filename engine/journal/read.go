@@ -28,6 +28,45 @@ func (j *Journal) LastSeq(ctx context.Context) (uint64, error) {
 	return info.State.LastSeq, nil
 }
 
+// StreamState is what the server reports of a stream.
+type StreamState struct {
+	Msgs      uint64 // messages stored
+	FirstSeq  uint64 // sequence of the first message stored
+	LastSeq   uint64 // sequence of the last message stored, 0 when none was
+	Consumers int    // consumers of the stream, Readers' included
+}
+
+// State asks the server for the state of stream, StreamEvents or
+// StreamTransfers. Failures wrap ErrUnavailable; another name is
+// ErrInvalid.
+func (j *Journal) State(ctx context.Context, stream string) (StreamState, error) {
+	var st jetstream.Stream
+	switch stream {
+	case StreamEvents:
+		st = j.events
+	case StreamTransfers:
+		st = j.feedSt
+	default:
+		return StreamState{}, fmt.Errorf("%w: no stream %q", ErrInvalid, stream)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return StreamState{}, unavailable("stream info "+stream, err)
+	}
+	s := info.State
+	return StreamState{Msgs: s.Msgs, FirstSeq: s.FirstSeq, LastSeq: s.LastSeq, Consumers: s.Consumers}, nil
+}
+
+// StoredAt returns when MIGRATIONS stored the message with sequence seq.
+// Failures, a sequence not stored included, wrap ErrUnavailable.
+func (j *Journal) StoredAt(ctx context.Context, seq uint64) (time.Time, error) {
+	m, err := j.events.GetMsg(ctx, seq)
+	if err != nil {
+		return time.Time{}, unavailable(fmt.Sprintf("get %s #%d", StreamEvents, seq), err)
+	}
+	return m.Time, nil
+}
+
 // Reader reads MIGRATIONS in stream order through an ordered consumer (no
 // durable state on the server), in batches whose size the caller chooses.
 // A Reader is not safe for concurrent use; Stop it when done.

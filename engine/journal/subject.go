@@ -1,6 +1,8 @@
 package journal
 
 import (
+	"strings"
+
 	"github.com/transferd/transferd/engine"
 )
 
@@ -45,6 +47,62 @@ func TransferEventsFilter(transferID string) string {
 // every event of one kind.
 func KindFilter(kind engine.Kind) string {
 	return eventsPrefix + "*.*." + string(kind)
+}
+
+// EventFilter returns migrations.events.*.<transferId>.<kind>, the filter
+// matching the events of one transfer, of one kind, or both; an empty
+// argument matches any. With both empty it is "", every event.
+func EventFilter(transferID string, kind engine.Kind) string {
+	if transferID == "" && kind == "" {
+		return ""
+	}
+	return eventsPrefix + "*." + orAny(transferID) + "." + orAny(string(kind))
+}
+
+// TransferFilter returns migrations.transfers.<transferId>.<phase>, the
+// filter matching the states of one transfer, in one phase, or both; an
+// empty argument matches any. With both empty it is "", every state.
+func TransferFilter(transferID string, phase engine.Phase) string {
+	if transferID == "" && phase == "" {
+		return ""
+	}
+	return transfersPrefix + orAny(transferID) + "." + orAny(string(phase))
+}
+
+// ParseTransferSubject returns the transfer id and phase of a
+// TransferSubject; ok is false for any other subject.
+func ParseTransferSubject(subject string) (transferID string, phase engine.Phase, ok bool) {
+	rest, ok := strings.CutPrefix(subject, transfersPrefix)
+	if !ok {
+		return "", "", false
+	}
+	i := strings.LastIndexByte(rest, '.')
+	if i <= 0 || i == len(rest)-1 {
+		return "", "", false
+	}
+	return rest[:i], engine.Phase(rest[i+1:]), true
+}
+
+// ParseEventSubject returns the source, transfer id and kind of an
+// EventSubject; ok is false for any other subject.
+func ParseEventSubject(subject string) (src engine.Source, transferID string, kind engine.Kind, ok bool) {
+	rest, ok := strings.CutPrefix(subject, eventsPrefix)
+	if !ok {
+		return "", "", "", false
+	}
+	parts := strings.Split(rest, ".")
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return "", "", "", false
+	}
+	return engine.Source(parts[0]), parts[1], engine.Kind(parts[2]), true
+}
+
+// orAny is s, or the wildcard * when s is empty.
+func orAny(s string) string {
+	if s == "" {
+		return "*"
+	}
+	return s
 }
 
 // validToken reports whether s can be one token of a subject: non-empty,

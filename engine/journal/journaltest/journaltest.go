@@ -1,7 +1,8 @@
 // Package journaltest starts journals and NATS servers for tests: an
 // embedded journal on a temporary directory, a standalone JetStream server
 // on a loopback port, or a JetStream cluster. Everything started is
-// stopped in tb.Cleanup.
+// stopped in tb.Cleanup. Conn and JetStream reach a journal's own NATS
+// connection, for tests that play an external client.
 package journaltest
 
 import (
@@ -13,8 +14,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/transferd/transferd/engine/journal"
+	"github.com/transferd/transferd/engine/journal/internal/natsconn"
 )
 
 // Open opens a journal with an embedded server storing in tb.TempDir() and
@@ -152,4 +156,18 @@ func freePort(tb testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Conn returns j's NATS connection, for a test that plays an external
+// client of the streams (an importer, a foreign publisher): transferd's
+// own packages reach NATS only through the journal's API.
+func Conn(j *journal.Journal) *nats.Conn {
+	nc, _ := natsconn.Of(j)
+	return nc
+}
+
+// JetStream returns j's JetStream context, like Conn.
+func JetStream(j *journal.Journal) jetstream.JetStream {
+	_, js := natsconn.Of(j)
+	return js
 }

@@ -233,8 +233,8 @@ func (r *run) check(t *testing.T, round int) (lost int) {
 	// Every stored event's transfer is bound: an event is never on disk
 	// without its binding.
 	for id := range perTransfer {
-		kv, err := j.Bindings().Get(ctx, id)
-		if err != nil || string(kv.Value()) != issuer {
+		owner, err := j.Owner(ctx, id)
+		if err != nil || owner != issuer {
 			t.Errorf("round %d: transfer %s has events but no binding: %v", round, id, err)
 		}
 	}
