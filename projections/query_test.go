@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"errors"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/transferd/transferd/engine"
@@ -32,6 +31,12 @@ func firstSeqs(tb testing.TB, j *journal.Journal) map[string]uint64 {
 // listAll pages through f with small pages.
 func listAll(tb testing.TB, s *projections.Store, f projections.Filter) []string {
 	tb.Helper()
+	return listAllWith(tb, s, f, nil)
+}
+
+// listAllWith is listAll calling between(page) after each page but the last.
+func listAllWith(tb testing.TB, s *projections.Store, f projections.Filter, between func(page int)) []string {
+	tb.Helper()
 	var got []string
 	for pages := 0; ; pages++ {
 		page, err := s.List(f)
@@ -44,6 +49,9 @@ func listAll(tb testing.TB, s *projections.Store, f projections.Filter) []string
 		got = append(got, ids(page.Transfers)...)
 		if page.NextCursor == "" {
 			return got
+		}
+		if between != nil {
+			between(pages)
 		}
 		f.Cursor = page.NextCursor
 	}
@@ -167,22 +175,25 @@ func TestListCursorStableUnderWrites(t *testing.T) {
 	before := folded(t, j)
 	tenant := "forge-tenant-3"
 
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			appendFast(t, j, take(50))
+	// Between pages, every few pages, more events are appended and folded,
+	// so the listing runs while the projection moves under it.
+	ctx := testContext(t)
+	between := func(page int) {
+		if page%5 != 0 {
+			return
 		}
-	})
-	defer func() { close(stop); wg.Wait() }()
+		appendFast(t, j, take(50))
+		last, err := j.LastSeq(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Wait(ctx, last); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	for _, f := range []projections.Filter{{Limit: 5}, {Tenant: tenant, Limit: 3}} {
-		got := listAll(t, s, f)
+		got := listAllWith(t, s, f, between)
 		seen := map[string]bool{}
 		for _, id := range got {
 			if seen[id] {
