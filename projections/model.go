@@ -24,11 +24,14 @@ type touched struct {
 	isNew   bool
 	stored  []byte           // canonical JSON before the batch, valid in the transaction
 	t       *engine.Transfer // the state being folded
-	old     []string         // index values before the batch, as in indexes
+	old     []string         // index key prefixes before the batch, as in indexes
 	oldOrig string           // originalTransferId before the batch
-	changed bool
-	lastSeq uint64 // the last event applied to it
-	data    []byte // the new canonical JSON
+	// Before the batch: the phase and whether the transfer needed action.
+	oldPhase  engine.Phase
+	oldAction bool
+	changed   bool
+	lastSeq   uint64 // the last event applied to it
+	data      []byte // the new canonical JSON
 }
 
 // apply folds b into the store in one transaction, then publishes.
@@ -231,8 +234,9 @@ func (p *Projector) fold(tx *bolt.Tx, b *batch, park map[uint64]string) ([]*touc
 			return nil, fmt.Errorf("stored transfer %s (row %d): %w", tt.id, tt.row, errs[i])
 		}
 		if tt.t != nil {
-			tt.old = indexValues(tt.t)
+			tt.old = indexPrefixes(tt.t)
 			tt.oldOrig = tt.t.OriginalTransferID
+			tt.oldPhase, tt.oldAction = tt.t.Phase, tt.t.NeedsAction() != ""
 		}
 	}
 
@@ -315,19 +319,19 @@ func (p *Projector) write(tx *bolt.Tx, tt *touched, w *writes, c *counters) erro
 		c.transfers++
 		tt.old = make([]string, len(indexes))
 	}
-	for i, v := range indexValues(tt.t) {
+	for i, v := range indexPrefixes(tt.t) {
 		if old := tt.old[i]; old != v {
 			if old != "" {
-				w.del(indexes[i].bucket, indexKey(old, tt.row))
+				w.del(indexes[i].bucket, rowed(old, tt.row))
 			}
 			if v != "" {
-				w.put(indexes[i].bucket, indexKey(v, tt.row), []byte{})
+				w.put(indexes[i].bucket, rowed(v, tt.row), []byte{})
 			}
 		}
 	}
-	c.phase(engine.Phase(tt.old[phaseIndex]), -1)
+	c.phase(tt.oldPhase, -1)
 	c.phase(tt.t.Phase, +1)
-	if tt.old[actionIndex] != "" {
+	if tt.oldAction {
 		c.needsAction--
 	}
 	if tt.t.NeedsAction() != "" {
@@ -342,18 +346,14 @@ func (p *Projector) write(tx *bolt.Tx, tt *touched, w *writes, c *counters) erro
 	return nil
 }
 
-// Positions in indexes of the indexes that also have counters.
-const (
-	phaseIndex  = 3
-	actionIndex = 4
-)
-
-func indexValues(t *engine.Transfer) []string {
-	vs := make([]string, len(indexes))
+// indexPrefixes returns t's key prefix in each of indexes ("" where it
+// has no entry).
+func indexPrefixes(t *engine.Transfer) []string {
+	ps := make([]string, len(indexes))
 	for i, ix := range indexes {
-		vs[i] = ix.value(t)
+		ps[i] = ix.prefix(t)
 	}
-	return vs
+	return ps
 }
 
 // writes collects a batch's writes to some buckets and makes them in key
