@@ -132,7 +132,7 @@ func (s *Store) checkSchema(tx *bolt.Tx) error {
 		return fmt.Errorf("%w: %s has no meta bucket", ErrSchema, s.path)
 	}
 	if v := getU64(meta.Get(metaSchema)); v == 1 {
-		return fmt.Errorf("%w: %s has schema 1, which this version migrates when it opens the file for writing (transferd serve, replay --rebuild)", ErrSchema, s.path)
+		return fmt.Errorf("%w: %s has schema 1, %w", ErrSchema, s.path, errMigratable)
 	} else if v != schemaVersion {
 		return fmt.Errorf("%w: %s has schema %d, this version reads %d", ErrSchema, s.path, v, schemaVersion)
 	}
