@@ -110,7 +110,8 @@ func (s *Store) initSchema(tx *bolt.Tx) error {
 		}
 		return tx.Bucket(bucketMeta).Put(metaSchema, u64(schemaVersion))
 	}
-	if getU64(tx.Bucket(bucketMeta).Get(metaSchema)) == 1 && tx.Bucket(bucketByTenant) != nil {
+	if getU64(tx.Bucket(bucketMeta).Get(metaSchema)) == 1 && tx.Bucket(bucketByTenant) != nil &&
+		tx.Bucket(bucketByMigration) != nil && tx.Bucket(bucketByCloud) != nil { // else checkSchema refuses it
 		if err := migrateV1(tx); err != nil {
 			return fmt.Errorf("projections: migrate %s from schema 1: %w", s.path, err)
 		}
