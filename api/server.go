@@ -20,7 +20,7 @@ import (
 type Store interface {
 	TransferJSON(id string) ([]byte, error)
 	List(f projections.Filter) (projections.Page, error)
-	Migration(id string) ([]*engine.Transfer, error)
+	Migration(id, tenant string) (projections.Page, error)
 	Lineage(id string) (root string, transfers []*engine.Transfer, err error)
 	Checkpoint() uint64
 	Stats() (projections.Stats, error)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -127,6 +126,14 @@ func (s *Server) transferAt(r *http.Request, id, at string) ([]byte, error) {
 type TransferList struct {
 	Transfers  []engine.View `json:"transfers"`
 	NextCursor string        `json:"nextCursor,omitempty"`
+	// Tenant is set for a list by migrationId or cloudUrl: the issuer
+	// whose transfers are listed, ?tenant= when given, else the issuer of
+	// the oldest transfer naming that migration id (or cloud URL); absent
+	// when none does. OtherTenants are the other issuers with transfers
+	// naming it, sorted; absent when there are none. Such a list stays
+	// inside one tenant, as GET /v1/migrations/{id} does.
+	Tenant       string   `json:"tenant,omitempty"`
+	OtherTenants []string `json:"otherTenants,omitempty"`
 }
 
 // MaxLimit is the largest page of GET /v1/transfers; DefaultLimit the page
@@ -151,7 +158,8 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) error {
 	case err != nil:
 		return storeErr(err)
 	}
-	writeJSON(w, http.StatusOK, TransferList{Transfers: views(page.Transfers), NextCursor: page.NextCursor})
+	writeJSON(w, http.StatusOK, TransferList{Transfers: views(page.Transfers), NextCursor: page.NextCursor,
+		Tenant: page.Tenant, OtherTenants: page.OtherTenants})
 	return nil
 }
 
@@ -242,30 +250,18 @@ func (s *Server) handleMigration(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	all, err := s.store.Migration(id)
-	if errors.Is(err, projections.ErrNotFound) {
+	tenant := q.Get("tenant")
+	page, err := s.store.Migration(id, tenant)
+	switch {
+	case errors.Is(err, projections.ErrNotFound) && tenant != "":
+		return notFound("no migration " + id + " of tenant " + tenant)
+	case errors.Is(err, projections.ErrNotFound):
 		return notFound("no migration " + id)
-	} else if err != nil {
+	case err != nil:
 		return storeErr(err)
 	}
-	tenant := q.Get("tenant")
-	if tenant == "" {
-		tenant = all[0].Issuer
-	}
-	m := Migration{MigrationID: id, Tenant: tenant}
-	var ts []*engine.Transfer
-	for _, t := range all {
-		if t.Issuer == tenant {
-			ts = append(ts, t)
-		} else if !slices.Contains(m.OtherTenants, t.Issuer) {
-			m.OtherTenants = append(m.OtherTenants, t.Issuer)
-		}
-	}
-	if len(ts) == 0 {
-		return notFound("no migration " + id + " of tenant " + tenant)
-	}
-	slices.Sort(m.OtherTenants)
-	m.Transfers = views(ts)
+	ts := page.Transfers
+	m := Migration{MigrationID: id, Tenant: page.Tenant, OtherTenants: page.OtherTenants, Transfers: views(ts)}
 	for _, t := range ts {
 		if t.Migration != nil {
 			m.Migration = t.Migration

@@ -116,45 +116,47 @@ func appendTime(dst []byte, t time.Time) ([]byte, error) {
 }
 
 // scanFacts reads the derived fields' inputs from a canonical transfer by
-// walking its top-level members (and the migration's) without decoding
-// the rest. ok is false for anything unexpected; the caller then decodes
-// with encoding/json.
+// walking its top-level members (and the migration's) with the engine's
+// JSON scanner, without decoding the rest. ok is false for anything
+// unexpected; the caller then decodes with encoding/json. Keys are
+// compared as written, quotes included: the canonical encoding escapes no
+// letter.
 func scanFacts(b []byte) (t *engine.Transfer, ok bool) {
 	t = &engine.Transfer{}
-	ok = members(b, func(key, value []byte) bool {
+	ok = engine.ScanObject(b, func(key, value []byte) bool {
 		switch string(key) {
-		case "phase":
+		case `"phase"`:
 			p, known := phaseOf(value)
 			t.Phase = p
 			return known
-		case "migration":
+		case `"migration"`:
 			if isNull(value) {
 				return true
 			}
 			t.Migration = &engine.Migration{}
-			return members(value, func(key, value []byte) bool {
-				if string(key) != "createdAt" {
+			return engine.ScanObject(value, func(key, value []byte) bool {
+				if string(key) != `"createdAt"` {
 					return true
 				}
 				return parseTimeValue(value, &t.Migration.CreatedAt)
 			})
-		case "error":
+		case `"error"`:
 			if !isNull(value) {
 				t.Error = &engine.TransferError{}
 			}
-		case "cancellationRequested":
+		case `"cancellationRequested"`:
 			t.CancellationRequested = string(value) == "true"
-		case "cancellationRequestedAt":
+		case `"cancellationRequestedAt"`:
 			if !isNull(value) {
 				t.CancellationRequestedAt = new(time.Time)
 				return parseTimeValue(value, t.CancellationRequestedAt)
 			}
-		case "triggeredAt":
+		case `"triggeredAt"`:
 			if !isNull(value) {
 				t.TriggeredAt = new(time.Time)
 				return parseTimeValue(value, t.TriggeredAt)
 			}
-		case "settled":
+		case `"settled"`:
 			if !isNull(value) {
 				t.Settled = &engine.Settlement{}
 			}
@@ -185,91 +187,6 @@ func parseTimeValue(v []byte, into *time.Time) bool {
 		return false
 	}
 	return into.UnmarshalText(v[1:len(v)-1]) == nil
-}
-
-// members calls fn with each member of the JSON object b: its key as
-// written between the quotes and its raw value. It returns false if b is
-// not an object as encoding/json writes them (no insignificant
-// whitespace) or fn returns false.
-func members(b []byte, fn func(key, value []byte) bool) bool {
-	if len(b) < 2 || b[0] != '{' || b[len(b)-1] != '}' {
-		return false
-	}
-	i := 1
-	if b[i] == '}' {
-		return i == len(b)-1
-	}
-	for {
-		end, ok := skipString(b, i)
-		if !ok || end >= len(b) || b[end] != ':' {
-			return false
-		}
-		key := b[i+1 : end-1]
-		start := end + 1
-		stop, ok := skipValue(b, start)
-		if !ok || stop >= len(b) || !fn(key, b[start:stop]) {
-			return false
-		}
-		switch b[stop] {
-		case ',':
-			i = stop + 1
-		case '}':
-			return stop == len(b)-1
-		default:
-			return false
-		}
-	}
-}
-
-// skipString returns the index after the JSON string starting at b[i].
-func skipString(b []byte, i int) (int, bool) {
-	if i >= len(b) || b[i] != '"' {
-		return 0, false
-	}
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1, true
-		}
-	}
-	return 0, false
-}
-
-// skipValue returns the index after the JSON value starting at b[i].
-func skipValue(b []byte, i int) (int, bool) {
-	if i >= len(b) {
-		return 0, false
-	}
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				end, ok := skipString(b, j)
-				if !ok {
-					return 0, false
-				}
-				j = end - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					return j + 1, true
-				}
-			}
-		}
-		return 0, false
-	}
-	j := i
-	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' {
-		j++
-	}
-	return j, j > i
 }
 
 // marshalView encodes t's view, for transfers folded here (?at=).

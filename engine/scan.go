@@ -8,9 +8,15 @@ import (
 	"unicode/utf8"
 )
 
-// This file walks JSON that json.Valid has accepted, without reflection: the
-// ingest path and every replay parse each payload, so parsing must cost
-// microseconds. Every function here assumes valid input.
+// This file is transferd's one JSON byte scanner (FuzzCanonical checks it
+// against encoding/json): it walks JSON without reflection, because the
+// ingest path and every replay parse each payload, the journal decodes
+// every envelope and the API splices every stored transfer, so walking
+// must cost microseconds. The scanning functions are safe on any input:
+// they check structure (strings, brackets, separators) and report broken
+// structure, but do not validate literals or numbers; on JSON that
+// json.Valid accepts they delimit exactly what encoding/json would.
+// Functions documented as taking valid JSON assume it.
 
 func skipSpace(b []byte, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
@@ -19,8 +25,12 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
-// stringEnd returns the index just past the string starting at b[i] == '"'.
+// stringEnd returns the index just past the JSON string starting at b[i],
+// or -1 if b[i] does not start a terminated string.
 func stringEnd(b []byte, i int) int {
+	if i >= len(b) || b[i] != '"' {
+		return -1
+	}
 	for j := i + 1; j < len(b); j++ {
 		switch b[j] {
 		case '\\':
@@ -29,11 +39,15 @@ func stringEnd(b []byte, i int) int {
 			return j + 1
 		}
 	}
-	return len(b)
+	return -1
 }
 
-// valueEnd returns the index just past the value starting at b[i].
+// valueEnd returns the index just past the JSON value starting at b[i], or
+// -1 if there is none or its strings or brackets do not end.
 func valueEnd(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
 	switch b[i] {
 	case '"':
 		return stringEnd(b, i)
@@ -42,47 +56,87 @@ func valueEnd(b []byte, i int) int {
 		for j := i; j < len(b); j++ {
 			switch b[j] {
 			case '"':
-				j = stringEnd(b, j) - 1
+				end := stringEnd(b, j)
+				if end < 0 {
+					return -1
+				}
+				j = end - 1
 			case '{', '[':
 				depth++
 			case '}', ']':
-				depth--
-				if depth == 0 {
+				if depth--; depth == 0 {
 					return j + 1
 				}
 			}
 		}
-		return len(b)
+		return -1
 	}
 	j := i
-	for j < len(b) && !strings.ContainsRune(",}] \t\r\n", rune(b[j])) {
+	for j < len(b) && !strings.ContainsRune(",:{}[]\" \t\r\n", rune(b[j])) {
 		j++
+	}
+	if j == i {
+		return -1
 	}
 	return j
 }
 
-// eachMember calls fn with the raw key (quotes included) and raw value of
-// every member of the object at the start of b, in order.
-func eachMember(b []byte, fn func(key, val []byte)) {
-	i := skipSpace(b, 0) + 1 // past '{'
+// ScanObject calls fn with the raw key (quotes included) and the raw value
+// of each member of the JSON object b (space around it allowed), in order,
+// until fn returns false. It reports whether b is an object and fn
+// returned true for every member; on false, fn may have seen some
+// members. ScanObject is safe on any input; it checks the object's
+// structure but not every literal in it, so on input that is not valid
+// JSON a true result does not make it valid.
+func ScanObject(b []byte, fn func(key, val []byte) bool) bool {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return skipSpace(b, i+1) == len(b)
+	}
 	for {
-		i = skipSpace(b, i)
-		if i >= len(b) || b[i] == '}' {
-			return
-		}
-		if b[i] == ',' {
-			i = skipSpace(b, i+1)
-		}
 		kEnd := stringEnd(b, i)
+		if kEnd < 0 {
+			return false
+		}
 		key := b[i:kEnd]
-		i = skipSpace(b, skipSpace(b, kEnd)+1) // past ':'
+		i = skipSpace(b, kEnd)
+		if i >= len(b) || b[i] != ':' {
+			return false
+		}
+		i = skipSpace(b, i+1)
 		vEnd := valueEnd(b, i)
-		fn(key, b[i:vEnd])
-		i = vEnd
+		if vEnd < 0 || !fn(key, b[i:vEnd]) {
+			return false
+		}
+		i = skipSpace(b, vEnd)
+		if i >= len(b) {
+			return false
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case '}':
+			return skipSpace(b, i+1) == len(b)
+		default:
+			return false
+		}
 	}
 }
 
-// eachElement calls fn with every raw element of the array at the start of b.
+// eachMember calls fn with the raw key (quotes included) and raw value of
+// every member of the valid JSON object b, in order.
+func eachMember(b []byte, fn func(key, val []byte)) {
+	ScanObject(b, func(key, val []byte) bool {
+		fn(key, val)
+		return true
+	})
+}
+
+// eachElement calls fn with every raw element of the valid JSON array b.
 func eachElement(b []byte, fn func(val []byte)) {
 	i := skipSpace(b, 0) + 1 // past '['
 	for {
@@ -94,20 +148,55 @@ func eachElement(b []byte, fn func(val []byte)) {
 			i = skipSpace(b, i+1)
 		}
 		vEnd := valueEnd(b, i)
+		if vEnd < 0 {
+			return
+		}
 		fn(b[i:vEnd])
 		i = vEnd
 	}
 }
 
-// unquote decodes a raw JSON string; the fast path slices it when it has no
-// escapes. Invalid UTF-8 becomes U+FFFD, as with encoding/json.
-func unquote(raw []byte) string {
-	inner := raw[1 : len(raw)-1]
-	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
-		return string(inner)
+// CutString decodes the JSON string at the start of b and returns it with
+// the bytes after it; ok is false if b does not start with a valid JSON
+// string. A string without escapes is sliced, not decoded. Invalid UTF-8
+// becomes U+FFFD, as with encoding/json.
+func CutString(b []byte) (s string, rest []byte, ok bool) {
+	end := stringEnd(b, 0)
+	if end < 0 {
+		return "", b, false
 	}
+	if inner := b[1 : end-1]; plain(inner) {
+		return string(inner), b[end:], true
+	}
+	return decodeString(b, end)
+}
+
+// decodeString is CutString's slow path, apart so that its result, whose
+// address encoding/json takes, is allocated only when it runs.
+func decodeString(b []byte, end int) (string, []byte, bool) {
 	var s string
-	_ = json.Unmarshal(raw, &s) // valid by contract
+	if json.Unmarshal(b[:end], &s) != nil {
+		return "", b, false
+	}
+	return s, b[end:], true
+}
+
+// plain reports whether the inside of a JSON string is its value as is:
+// no escapes, no control characters, valid UTF-8.
+func plain(inner []byte) bool {
+	ascii := true
+	for _, c := range inner {
+		if c < 0x20 || c == '\\' {
+			return false
+		}
+		ascii = ascii && c < utf8.RuneSelf
+	}
+	return ascii || utf8.Valid(inner)
+}
+
+// unquote decodes a valid raw JSON string.
+func unquote(raw []byte) string {
+	s, _, _ := CutString(raw)
 	return s
 }
 

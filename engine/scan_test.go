@@ -18,21 +18,56 @@ func decodeNumbers(tb testing.TB, b []byte) any {
 	return v
 }
 
-// FuzzCanonical checks the scanner against encoding/json: for any valid
-// JSON, the canonical form is valid JSON with the same meaning (numbers
-// compared as written), canonicalising it again changes nothing, and the
-// members eachMember reports are those encoding/json decodes.
+// FuzzCanonical checks the scanner against encoding/json. On any input,
+// ScanObject and CutString do not panic, a string CutString returns is the
+// one encoding/json decodes from the bytes it consumed, and the values
+// ScanObject reports of valid JSON are valid JSON. For any valid JSON, the
+// canonical form is valid JSON with the same meaning (numbers compared as
+// written), canonicalising it again changes nothing, ScanObject accepts an
+// object and reports the members encoding/json decodes, and CutString
+// decodes a string as encoding/json does.
 func FuzzCanonical(f *testing.F) {
 	for _, s := range []string{
 		`{}`, `[]`, `{"b":1,"a":[1,2,{"d":null,"c":true}]}`, `{"a":1,"a":2}`,
 		`{"k\u0065y":"v\n\"\\<>&\u2028","x":-1.5e3}`, " {\"a\" : [ ] , \"b\" : { } } ", `"str"`, `12`,
 		`{"eventType":"listener-triggered","transferId":"t","migrationDetails":{"createdAt":1597211035}}`,
+		`{"v":1,"id":"m\u00e9","source":"connect","payload":{"a":[1,"}"]}}`, `"a\u0000b"` + "\x01", `{"a":1,}`,
+		`{"a" 1}`, `{"a":"b`, "\"\xff\"", `{"phase":"settled","migration":{"createdAt":"2026-03-01T12:00:00Z"}}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if !json.Valid(b) {
+		valid := json.Valid(b)
+		if s, rest, ok := CutString(b); ok {
+			var want string
+			if err := json.Unmarshal(b[:len(b)-len(rest)], &want); err != nil || s != want {
+				t.Fatalf("CutString(%q) = %q, %q; encoding/json: %q, %v", b, s, rest, want, err)
+			}
+		}
+		objOK := ScanObject(b, func(k, v []byte) bool {
+			if valid && (!json.Valid(k) || !json.Valid(v)) {
+				t.Fatalf("ScanObject(%q) reported member %q: %q", b, k, v)
+			}
+			return true
+		})
+		if !valid {
 			return
+		}
+		switch bytes.TrimSpace(b)[0] {
+		case '{':
+			if !objOK {
+				t.Fatalf("ScanObject rejects the object %q", b)
+			}
+		case '"':
+			var want string
+			_ = json.Unmarshal(b, &want)
+			if s, rest, ok := CutString(bytes.TrimSpace(b)); !ok || s != want || len(rest) != 0 {
+				t.Fatalf("CutString(%q) = %q, %q, %v; want %q", b, s, rest, ok, want)
+			}
+		default:
+			if objOK {
+				t.Fatalf("ScanObject accepts %q, not an object", b)
+			}
 		}
 		c := appendCanonical(nil, b)
 		if !json.Valid(c) {
@@ -49,7 +84,7 @@ func FuzzCanonical(f *testing.F) {
 			return
 		}
 		got := map[string]any{}
-		eachMember(trimmed, func(k, v []byte) { got[unquote(k)] = decodeNumbers(t, v) })
+		ScanObject(b, func(k, v []byte) bool { got[unquote(k)] = decodeNumbers(t, v); return true })
 		want := map[string]any{}
 		for k, v := range decodeNumbers(t, b).(map[string]any) {
 			want[k] = v

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -67,7 +68,8 @@ func loadRow(tx *bolt.Tx, row uint64) (*engine.Transfer, error) {
 }
 
 // Filter selects transfers for List. Empty fields match everything; set
-// fields must all match.
+// fields must all match, except that a listing by MigrationID or CloudURL
+// stays inside one tenant (see List).
 type Filter struct {
 	MigrationID string
 	CloudURL    string
@@ -95,6 +97,12 @@ type Page struct {
 	Transfers []*engine.Transfer
 	// NextCursor continues the listing; empty on the last page.
 	NextCursor string
+	// Tenant and OtherTenants are set for a listing by migration id or
+	// cloud URL: the tenant listed (Filter.Tenant when set, else the
+	// issuer of the oldest transfer filed under the id or URL; empty when
+	// there is none), and the other issuers filed under it, sorted.
+	Tenant       string
+	OtherTenants []string
 }
 
 // List returns the transfers matching f, newest first, one page at a time.
@@ -119,6 +127,15 @@ type Page struct {
 // already gone by, and no cursor could promise the above; clients that
 // want activity order sort a page by lastReceivedAt themselves.
 //
+// Tenants. A listing by MigrationID or CloudURL (the migration id when
+// both are set) lists one tenant's transfers: Filter.Tenant, else the
+// default tenant, the issuer of the oldest transfer filed under the id
+// or URL, as Migration does; Page.Tenant and Page.OtherTenants say which
+// and who else uses it. The default can change between pages only if
+// that oldest transfer changes its migration; a client paging without a
+// tenant pins Page.Tenant of the first page. Other listings span every
+// tenant unless Filter.Tenant is set.
+//
 // A cursor does not depend on the filter, so it stays valid if the
 // filter changes. Cursors that List did not produce are ErrInvalidCursor;
 // an unknown phase is ErrInvalidFilter.
@@ -141,7 +158,16 @@ func (s *Store) List(f Filter) (Page, error) {
 	}
 	var page Page
 	err := s.view(func(tx *bolt.Tx) error {
-		rows := scanRows(tx, f, before)
+		tenant := f.Tenant
+		if ix, value := f.keyed(); ix != nil {
+			var ok bool
+			page.Tenant, page.OtherTenants, ok = tenancy(tx.Bucket(ix.bucket), value, f.Tenant)
+			if !ok {
+				return nil
+			}
+			tenant = page.Tenant
+		}
+		rows := scanRows(tx, f, tenant, before)
 		var last uint64
 		for row, ok := rows(); ok; row, ok = rows() {
 			t, err := loadRow(tx, row)
@@ -185,17 +211,74 @@ func (f Filter) matches(t *engine.Transfer) bool {
 	return true
 }
 
+// keyed returns the tenant-keyed index a listing by f reads and the value
+// it reads, or nil.
+func (f Filter) keyed() (*index, string) {
+	switch {
+	case f.MigrationID != "":
+		return &indexMigration, f.MigrationID
+	case f.CloudURL != "":
+		return &indexCloud, f.CloudURL
+	}
+	return nil, ""
+}
+
+// tenancy resolves the tenant a listing of value in the tenant-keyed index
+// b shows (want, else the issuer of the oldest entry) and the others; ok
+// is false when want is empty and value has no entry.
+func tenancy(b *bolt.Bucket, value, want string) (tenant string, others []string, ok bool) {
+	tenants, oldest := tenantsOf(b, value)
+	if want == "" {
+		if len(tenants) == 0 {
+			return "", nil, false
+		}
+		want = oldest
+	}
+	for _, t := range tenants {
+		if t != want {
+			others = append(others, t)
+		}
+	}
+	slices.Sort(others)
+	return want, others, true
+}
+
+// tenantsOf lists the issuers filed under value in the tenant-keyed index
+// b, one seek per issuer, and the one whose entry has the smallest row.
+func tenantsOf(b *bolt.Bucket, value string) (tenants []string, oldest string) {
+	prefix := indexPrefix(value)
+	c := b.Cursor()
+	first := uint64(1<<64 - 1)
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); {
+		issuer, row, ok := cutEntry(k[len(prefix):])
+		if !ok {
+			k, _ = c.Next()
+			continue
+		}
+		tenants = append(tenants, issuer)
+		if row < first { // each issuer's first entry is its oldest
+			first, oldest = row, issuer
+		}
+		// Past the issuer's last entry: its prefix ‖ the largest row.
+		k, _ = c.Seek(binary.BigEndian.AppendUint64(tenantPrefix(value, issuer), 1<<64-1))
+		if k != nil && bytes.HasPrefix(k, tenantPrefix(value, issuer)) {
+			k, _ = c.Next()
+		}
+	}
+	return tenants, oldest
+}
+
 // scanRows returns an iterator over candidate rows below before, newest
 // first, from the most selective index the filter names (the caller still
-// checks every condition on the transfer itself).
-func scanRows(tx *bolt.Tx, f Filter, before uint64) func() (uint64, bool) {
+// checks every condition on the transfer itself). A listing by migration
+// id or cloud URL reads only tenant's entries.
+func scanRows(tx *bolt.Tx, f Filter, tenant string, before uint64) func() (uint64, bool) {
+	if ix, value := f.keyed(); ix != nil {
+		return descending(tx.Bucket(ix.bucket).Cursor(), tenantPrefix(value, tenant), before)
+	}
 	var ix *index
 	var value string
 	switch {
-	case f.MigrationID != "":
-		ix, value = &indexMigration, f.MigrationID
-	case f.CloudURL != "":
-		ix, value = &indexCloud, f.CloudURL
 	case f.Tenant != "":
 		ix, value = &indexTenant, f.Tenant
 	case f.Phase != "":
@@ -257,13 +340,22 @@ func decodeCursor(s string) (uint64, error) {
 	return binary.BigEndian.Uint64(b[1:]), nil
 }
 
-// Migration returns the transfers of migration id, oldest first (by their
-// first event in the stream), or ErrNotFound when it has none.
-func (s *Store) Migration(id string) ([]*engine.Transfer, error) {
-	var ts []*engine.Transfer
+// Migration returns one tenant's transfers of migration id, oldest first
+// (by their first event in the stream): tenant's, or when tenant is empty
+// those of the issuer of the migration's oldest transfer. Page.Tenant
+// names the tenant and Page.OtherTenants the other issuers with
+// transfers of that id; Page.NextCursor is empty. ErrNotFound when the
+// tenant has no transfer of the migration.
+func (s *Store) Migration(id, tenant string) (Page, error) {
+	var page Page
 	err := s.view(func(tx *bolt.Tx) error {
-		prefix := indexPrefix(id)
-		c := tx.Bucket(bucketByMigration).Cursor()
+		b := tx.Bucket(bucketByMigration)
+		var ok bool
+		if page.Tenant, page.OtherTenants, ok = tenancy(b, id, tenant); !ok {
+			return nil
+		}
+		prefix := tenantPrefix(id, page.Tenant)
+		c := b.Cursor()
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 			if len(k) != len(prefix)+8 {
 				continue
@@ -272,15 +364,18 @@ func (s *Store) Migration(id string) ([]*engine.Transfer, error) {
 			if err != nil {
 				return err
 			}
-			ts = append(ts, t)
+			page.Transfers = append(page.Transfers, t)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return Page{}, err
 	}
-	if len(ts) == 0 || id == "" {
-		return nil, fmt.Errorf("%w: migration %s", ErrNotFound, id)
+	if len(page.Transfers) == 0 || id == "" {
+		if tenant != "" {
+			return Page{}, fmt.Errorf("%w: migration %s of tenant %s", ErrNotFound, id, tenant)
+		}
+		return Page{}, fmt.Errorf("%w: migration %s", ErrNotFound, id)
 	}
-	return ts, nil
+	return page, nil
 }

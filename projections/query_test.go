@@ -57,6 +57,27 @@ func listAllWith(tb testing.TB, s *projections.Store, f projections.Filter, betw
 	}
 }
 
+// keyTenants returns, for the transfers whose key is value, the issuer of
+// the oldest (by first stream sequence) and every other issuer, sorted.
+func keyTenants(all map[string]*engine.Transfer, first map[string]uint64, key func(*engine.Transfer) string, value string) (oldest string, others []string) {
+	var oldestSeq uint64
+	for id, tr := range all {
+		if key(tr) == value && (oldestSeq == 0 || first[id] < oldestSeq) {
+			oldest, oldestSeq = tr.Issuer, first[id]
+		}
+	}
+	for _, tr := range all {
+		if key(tr) == value && tr.Issuer != oldest && !slices.Contains(others, tr.Issuer) {
+			others = append(others, tr.Issuer)
+		}
+	}
+	slices.Sort(others)
+	return oldest, others
+}
+
+func migrationOf(tr *engine.Transfer) string { return tr.Migration.MigrationID }
+func cloudOf(tr *engine.Transfer) string     { return tr.Migration.CloudURL }
+
 func TestListFilters(t *testing.T) {
 	j := journaltest.Open(t)
 	appendFast(t, j, generate(6, 3000))
@@ -76,32 +97,56 @@ func TestListFilters(t *testing.T) {
 			needy = tr
 		}
 	}
+	// Listings by migration or site stay inside one tenant: the default
+	// is the issuer of the oldest transfer filed under the value.
+	migTenant, migOthers := keyTenants(all, first, migrationOf, some.Migration.MigrationID)
+	siteTenant, siteOthers := keyTenants(all, first, cloudOf, some.Migration.CloudURL)
+	needyTenant, _ := keyTenants(all, first, cloudOf, needy.Migration.CloudURL)
+	if len(migOthers) == 0 || len(siteOthers) == 0 {
+		t.Fatalf("migration %s and site %s each need several tenants; pick better values", some.Migration.MigrationID, some.Migration.CloudURL)
+	}
+	otherMigTenant, otherSiteTenant := migOthers[len(migOthers)-1], siteOthers[0]
 	yes, no := true, false
 	tests := []struct {
 		name   string
 		filter projections.Filter
 		match  func(*engine.Transfer) bool
+		// For listings by migration or site: the tenant and the others.
+		tenant string
+		others []string
 	}{
-		{"all", projections.Filter{}, func(*engine.Transfer) bool { return true }},
+		{"all", projections.Filter{}, func(*engine.Transfer) bool { return true }, "", nil},
 		{"migration", projections.Filter{MigrationID: some.Migration.MigrationID},
-			func(tr *engine.Transfer) bool { return tr.Migration.MigrationID == some.Migration.MigrationID }},
+			func(tr *engine.Transfer) bool {
+				return tr.Migration.MigrationID == some.Migration.MigrationID && tr.Issuer == migTenant
+			}, migTenant, migOthers},
+		{"migration of another tenant", projections.Filter{MigrationID: some.Migration.MigrationID, Tenant: otherMigTenant},
+			func(tr *engine.Transfer) bool {
+				return tr.Migration.MigrationID == some.Migration.MigrationID && tr.Issuer == otherMigTenant
+			}, otherMigTenant, othersOf(otherMigTenant, migTenant, migOthers)},
 		{"cloud site", projections.Filter{CloudURL: some.Migration.CloudURL},
-			func(tr *engine.Transfer) bool { return tr.Migration.CloudURL == some.Migration.CloudURL }},
+			func(tr *engine.Transfer) bool {
+				return tr.Migration.CloudURL == some.Migration.CloudURL && tr.Issuer == siteTenant
+			}, siteTenant, siteOthers},
+		{"cloud site of another tenant", projections.Filter{CloudURL: some.Migration.CloudURL, Tenant: otherSiteTenant},
+			func(tr *engine.Transfer) bool {
+				return tr.Migration.CloudURL == some.Migration.CloudURL && tr.Issuer == otherSiteTenant
+			}, otherSiteTenant, nil},
 		{"tenant", projections.Filter{Tenant: some.Issuer},
-			func(tr *engine.Transfer) bool { return tr.Issuer == some.Issuer }},
+			func(tr *engine.Transfer) bool { return tr.Issuer == some.Issuer }, "", nil},
 		{"phase", projections.Filter{Phase: engine.PhaseDataUploaded},
-			func(tr *engine.Transfer) bool { return tr.Phase == engine.PhaseDataUploaded }},
+			func(tr *engine.Transfer) bool { return tr.Phase == engine.PhaseDataUploaded }, "", nil},
 		{"needs action", projections.Filter{NeedsAction: &yes},
-			func(tr *engine.Transfer) bool { return tr.NeedsAction() != "" }},
+			func(tr *engine.Transfer) bool { return tr.NeedsAction() != "" }, "", nil},
 		{"needs no action", projections.Filter{NeedsAction: &no},
-			func(tr *engine.Transfer) bool { return tr.NeedsAction() == "" }},
+			func(tr *engine.Transfer) bool { return tr.NeedsAction() == "" }, "", nil},
 		{"tenant and phase", projections.Filter{Tenant: some.Issuer, Phase: engine.PhaseSettled},
-			func(tr *engine.Transfer) bool { return tr.Issuer == some.Issuer && tr.Phase == engine.PhaseSettled }},
+			func(tr *engine.Transfer) bool { return tr.Issuer == some.Issuer && tr.Phase == engine.PhaseSettled }, "", nil},
 		{"site and needs action", projections.Filter{CloudURL: needy.Migration.CloudURL, NeedsAction: &yes},
 			func(tr *engine.Transfer) bool {
-				return tr.Migration.CloudURL == needy.Migration.CloudURL && tr.NeedsAction() != ""
-			}},
-		{"unknown migration", projections.Filter{MigrationID: "nope"}, func(*engine.Transfer) bool { return false }},
+				return tr.Migration.CloudURL == needy.Migration.CloudURL && tr.NeedsAction() != "" && tr.Issuer == needyTenant
+			}, needyTenant, nil},
+		{"unknown migration", projections.Filter{MigrationID: "nope"}, func(*engine.Transfer) bool { return false }, "", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -112,6 +157,13 @@ func TestListFilters(t *testing.T) {
 				}
 			}
 			slices.SortFunc(want, func(a, b string) int { return cmp.Compare(first[b], first[a]) })
+			page, err := s.List(tc.filter)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if page.Tenant != tc.tenant || (tc.others != nil && !slices.Equal(page.OtherTenants, tc.others)) {
+				t.Errorf("tenant %q, others %v; want %q, %v", page.Tenant, page.OtherTenants, tc.tenant, tc.others)
+			}
 			for _, limit := range []int{1, 7, 1000} {
 				f := tc.filter
 				f.Limit = limit
@@ -233,10 +285,12 @@ func TestTransferAndMigration(t *testing.T) {
 	if _, err := s.Transfer("no-such-transfer"); !errors.Is(err, projections.ErrNotFound) {
 		t.Errorf("Transfer(unknown): %v, want ErrNotFound", err)
 	}
-	if _, err := s.Migration("no-such-migration"); !errors.Is(err, projections.ErrNotFound) {
+	if _, err := s.Migration("no-such-migration", ""); !errors.Is(err, projections.ErrNotFound) {
 		t.Errorf("Migration(unknown): %v, want ErrNotFound", err)
 	}
-	byMigration := map[string][]string{}
+	// A migration's transfers, per tenant.
+	type key struct{ migration, tenant string }
+	byMigration := map[key][]string{}
 	for id, tr := range all {
 		got, err := s.Transfer(id)
 		if err != nil {
@@ -245,16 +299,52 @@ func TestTransferAndMigration(t *testing.T) {
 		if string(got.MarshalCanonical()) != string(tr.MarshalCanonical()) {
 			t.Fatalf("Transfer(%s) differs from the fold", id)
 		}
-		byMigration[tr.Migration.MigrationID] = append(byMigration[tr.Migration.MigrationID], id)
+		k := key{tr.Migration.MigrationID, tr.Issuer}
+		byMigration[k] = append(byMigration[k], id)
 	}
-	for mid, want := range byMigration {
+	shared := 0
+	for k, want := range byMigration {
 		slices.SortFunc(want, func(a, b string) int { return cmp.Compare(first[a], first[b]) })
-		got, err := s.Migration(mid)
-		if err != nil {
-			t.Fatal(err)
+		oldest, others := keyTenants(all, first, migrationOf, k.migration)
+		tenants := []string{k.tenant}
+		if k.tenant == oldest {
+			tenants = append(tenants, "") // the default
 		}
-		if !slices.Equal(ids(got), want) {
-			t.Fatalf("Migration(%s) = %v, want %v", mid, ids(got), want)
+		for _, tenant := range tenants {
+			got, err := s.Migration(k.migration, tenant)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(ids(got.Transfers), want) || got.Tenant != k.tenant {
+				t.Fatalf("Migration(%s, %q) = %s %v, want %s %v", k.migration, tenant, got.Tenant, ids(got.Transfers), k.tenant, want)
+			}
+			if wantOthers := othersOf(k.tenant, oldest, others); !slices.Equal(got.OtherTenants, wantOthers) {
+				t.Fatalf("Migration(%s, %q): others %v, want %v", k.migration, tenant, got.OtherTenants, wantOthers)
+			}
+		}
+		if len(others) > 0 {
+			shared++
 		}
 	}
+	if shared == 0 {
+		t.Error("no migration is shared by tenants; the test proves little")
+	}
+	if _, err := s.Migration(anyKey(byMigration).migration, "no-such-tenant"); !errors.Is(err, projections.ErrNotFound) {
+		t.Errorf("Migration(_, unknown tenant): %v, want ErrNotFound", err)
+	}
+}
+
+// othersOf is every tenant of a key but tenant, sorted, given the oldest
+// tenant and the others.
+func othersOf(tenant, oldest string, others []string) []string {
+	out := slices.DeleteFunc(append(slices.Clone(others), oldest), func(s string) bool { return s == tenant })
+	slices.Sort(out)
+	return out
+}
+
+func anyKey[K comparable, V any](m map[K]V) K {
+	for k := range m {
+		return k
+	}
+	panic("empty map")
 }

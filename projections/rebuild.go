@@ -74,7 +74,7 @@ func (o *oldStore) close() {
 // openOld takes a shared lock on the store at path, if there is one, and
 // reads its checkpoint and unpublished transfers. The meta bucket's
 // checkpoint key means the same in every schema version; the outbox is
-// read only from the current one.
+// read only from a version whose outbox this one understands (all so far).
 func openOld(path string) (*oldStore, error) {
 	o := &oldStore{}
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
@@ -95,7 +95,7 @@ func openOld(path string) (*oldStore, error) {
 		}
 		o.checkpoint = getU64(meta.Get(metaCheckpoint))
 		out, rows := tx.Bucket(bucketOutbox), tx.Bucket(bucketTransfers)
-		if getU64(meta.Get(metaSchema)) != schemaVersion || out == nil || rows == nil {
+		if v := getU64(meta.Get(metaSchema)); (v != 1 && v != schemaVersion) || out == nil || rows == nil {
 			return nil
 		}
 		return out.ForEach(func(k, _ []byte) error {
@@ -265,6 +265,12 @@ const MaxDiffs = 1000
 // Rebuild.
 func Verify(ctx context.Context, j *journal.Journal, livePath string, progress func(done, total uint64)) ([]Diff, error) {
 	live, err := Open(livePath, Options{ReadOnly: true})
+	if errors.Is(err, errMigratable) { // schema 1: compare a migrated copy
+		var remove func()
+		if live, remove, err = openMigrated(livePath); err == nil {
+			defer remove()
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -6,13 +6,14 @@ import (
 	"github.com/transferd/transferd/engine"
 )
 
-// schemaVersion is the layout this code reads and writes. Open refuses a
-// file of another version (ErrSchema); Rebuild writes this one. The meta
+// schemaVersion is the layout this code reads and writes. Open migrates a
+// file of version 1 when it opens it for writing (see migrateV1), and
+// refuses any other version (ErrSchema); Rebuild writes this one. The meta
 // bucket's "schema" and "checkpoint" keys keep their meaning in every
 // version, so that any version can tell what a file is and how far it got.
-const schemaVersion = 1
+const schemaVersion = 2
 
-// The store's layout (schema version 1). Every transfer has a row: the
+// The store's layout (schema version 2). Every transfer has a row: the
 // stream sequence of the first event applied to it. Rows never change and
 // grow with the stream, so the big buckets are keyed by row and filled
 // almost in append order (new transfers at the end, recent transfers
@@ -24,8 +25,8 @@ const schemaVersion = 1
 //	ids           transferId → row (8 bytes, big-endian)
 //	transfers     row → canonical JSON of engine.Transfer (Transfer.MarshalCanonical)
 //	applied       row ‖ event key (engine.Event.Key) → stream sequence that applied it (8 bytes)
-//	by_migration  len ‖ migrationId ‖ row → ∅
-//	by_cloud      len ‖ cloudUrl ‖ row → ∅
+//	by_migration  len ‖ migrationId ‖ len ‖ issuer ‖ row → ∅
+//	by_cloud      len ‖ cloudUrl ‖ len ‖ issuer ‖ row → ∅
 //	by_tenant     len ‖ issuer ‖ row → ∅
 //	by_phase      len ‖ phase ‖ row → ∅
 //	needs_action  len ‖ action ‖ row → ∅ (only transfers that need one)
@@ -40,7 +41,12 @@ const schemaVersion = 1
 //
 // len is the uvarint length of the value, so that no value's keys can be
 // mistaken for another's whatever bytes the values contain. Index entries
-// exist only for non-empty values. Transfer ids cannot contain 0x00
+// exist only for non-empty values (the issuer may be empty). by_migration
+// and by_cloud are keyed by tenant (version 2; version 1 had value ‖ row):
+// one tenant's transfers of a migration id or cloud URL are one prefix,
+// listed newest first by a cursor that stays inside it, and the tenants
+// using a value are listed by skipping from one tenant's prefix to the
+// next (tenantsOf). Transfer ids cannot contain 0x00
 // (engine.ValidID), which makes the lineage keys unambiguous.
 var (
 	bucketMeta        = []byte("meta")
@@ -101,6 +107,22 @@ func metaPhase(p engine.Phase) []byte { return []byte(metaPhasePrefix + string(p
 type index struct {
 	bucket []byte
 	value  func(*engine.Transfer) string
+	// byTenant files a transfer under its value and then its issuer.
+	byTenant bool
+}
+
+// prefix is the part of t's key in ix before the row; "" when t has no
+// entry.
+func (ix index) prefix(t *engine.Transfer) string {
+	v := ix.value(t)
+	if v == "" {
+		return ""
+	}
+	p := indexPrefix(v)
+	if ix.byTenant {
+		p = append(p, indexPrefix(t.Issuer)...)
+	}
+	return string(p)
 }
 
 var (
@@ -109,16 +131,16 @@ var (
 			return ""
 		}
 		return t.Migration.MigrationID
-	}}
+	}, true}
 	indexCloud = index{bucketByCloud, func(t *engine.Transfer) string {
 		if t.Migration == nil {
 			return ""
 		}
 		return t.Migration.CloudURL
-	}}
-	indexTenant      = index{bucketByTenant, func(t *engine.Transfer) string { return t.Issuer }}
-	indexPhase       = index{bucketByPhase, func(t *engine.Transfer) string { return string(t.Phase) }}
-	indexNeedsAction = index{bucketNeedsAction, func(t *engine.Transfer) string { return t.NeedsAction() }}
+	}, true}
+	indexTenant      = index{bucketByTenant, func(t *engine.Transfer) string { return t.Issuer }, false}
+	indexPhase       = index{bucketByPhase, func(t *engine.Transfer) string { return string(t.Phase) }, false}
+	indexNeedsAction = index{bucketNeedsAction, func(t *engine.Transfer) string { return t.NeedsAction() }, false}
 
 	indexes = []index{indexMigration, indexCloud, indexTenant, indexPhase, indexNeedsAction}
 )
@@ -151,8 +173,26 @@ func indexPrefix(value string) []byte {
 	return append(k, value...)
 }
 
-func indexKey(value string, row uint64) []byte {
-	return binary.BigEndian.AppendUint64(indexPrefix(value), row)
+// tenantPrefix is the part of a tenant-keyed index key before the row.
+func tenantPrefix(value, issuer string) []byte {
+	return append(indexPrefix(value), indexPrefix(issuer)...)
+}
+
+// rowed is the index key prefix ‖ row.
+func rowed(prefix string, row uint64) []byte {
+	k := make([]byte, 0, len(prefix)+8)
+	return binary.BigEndian.AppendUint64(append(k, prefix...), row)
+}
+
+// cutEntry splits len ‖ value ‖ row: an index key, or what follows the
+// value's prefix in a tenant-keyed one (len ‖ issuer ‖ row). ok is false
+// for anything else.
+func cutEntry(k []byte) (value string, row uint64, ok bool) {
+	n, w := binary.Uvarint(k)
+	if w <= 0 || n > uint64(len(k)) || uint64(len(k)-w) != n+8 {
+		return "", 0, false
+	}
+	return string(k[w : w+int(n)]), binary.BigEndian.Uint64(k[w+int(n):]), true
 }
 
 // edgeDown is the lineage key linking an original to one of its re-runs;

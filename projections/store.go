@@ -56,7 +56,9 @@ type Store struct {
 }
 
 // Open opens or creates the store at path (mode 0600). A new file gets the
-// current schema; an existing one must have it (ErrSchema otherwise). If
+// current schema; an existing one must have it (ErrSchema otherwise), or
+// be of schema version 1, which Open migrates when it opens for writing
+// (a read-only Open of it is ErrSchema). If
 // another process holds the file, Open fails with ErrLocked after
 // opts.Timeout.
 func Open(path string, opts Options) (*Store, error) {
@@ -108,6 +110,12 @@ func (s *Store) initSchema(tx *bolt.Tx) error {
 		}
 		return tx.Bucket(bucketMeta).Put(metaSchema, u64(schemaVersion))
 	}
+	if getU64(tx.Bucket(bucketMeta).Get(metaSchema)) == 1 && tx.Bucket(bucketByTenant) != nil &&
+		tx.Bucket(bucketByMigration) != nil && tx.Bucket(bucketByCloud) != nil { // else checkSchema refuses it
+		if err := migrateV1(tx); err != nil {
+			return fmt.Errorf("projections: migrate %s from schema 1: %w", s.path, err)
+		}
+	}
 	if err := s.checkSchema(tx); err != nil {
 		return err
 	}
@@ -124,7 +132,9 @@ func (s *Store) checkSchema(tx *bolt.Tx) error {
 	if meta == nil {
 		return fmt.Errorf("%w: %s has no meta bucket", ErrSchema, s.path)
 	}
-	if v := getU64(meta.Get(metaSchema)); v != schemaVersion {
+	if v := getU64(meta.Get(metaSchema)); v == 1 {
+		return fmt.Errorf("%w: %s has schema 1, %w", ErrSchema, s.path, errMigratable)
+	} else if v != schemaVersion {
 		return fmt.Errorf("%w: %s has schema %d, this version reads %d", ErrSchema, s.path, v, schemaVersion)
 	}
 	for _, name := range buckets {

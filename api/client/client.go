@@ -141,6 +141,12 @@ type Page struct {
 	Transfers []*engine.View `json:"transfers"`
 	// NextCursor continues the listing; empty on the last page.
 	NextCursor string `json:"nextCursor"`
+	// Tenant and OtherTenants are set for a list by migration id or cloud
+	// URL, which stays inside one tenant: the tenant listed (Filter.Tenant,
+	// else the issuer of the oldest transfer naming the id or URL) and the
+	// other issuers naming it.
+	Tenant       string   `json:"tenant,omitempty"`
+	OtherTenants []string `json:"otherTenants,omitempty"`
 }
 
 // List returns one page of the transfers matching f.
@@ -149,7 +155,8 @@ func (c *Client) List(ctx context.Context, f Filter) (*Page, error) {
 }
 
 // ListAll iterates over every transfer matching f, page after page from
-// f.Cursor on. A failure is yielded once, last.
+// f.Cursor on. A list by migration id or cloud URL without f.Tenant stays
+// with the tenant of its first page. A failure is yielded once, last.
 func (c *Client) ListAll(ctx context.Context, f Filter) iter.Seq2[*engine.View, error] {
 	return func(yield func(*engine.View, error) bool) {
 		for {
@@ -167,6 +174,9 @@ func (c *Client) ListAll(ctx context.Context, f Filter) iter.Seq2[*engine.View, 
 				return
 			}
 			f.Cursor = p.NextCursor
+			if f.Tenant == "" {
+				f.Tenant = p.Tenant
+			}
 		}
 	}
 }

@@ -19,6 +19,10 @@ const transfersAbout = `Read transfers from a running server's query API.
   transferd transfers list [--phase P] [--needs-action] [--migration-id ID]
                            [--cloud-url URL] [--tenant KEY] [--limit N] [--all] [--json]
 
+A list by --migration-id or --cloud-url shows one tenant's transfers: --tenant,
+else the issuer of the oldest transfer naming the id or site; the others using
+it are named.
+
 The API token is --api-token or TRANSFERD_API_TOKEN, the same variable serve
 reads its tokens from (make run uses "dev-token").`
 
@@ -43,8 +47,8 @@ func runTransfers(ctx context.Context, args []string, getenv env, _ io.Reader, s
 	} else {
 		fs.StringVar(&phase, "phase", "", "only transfers in this `phase`")
 		fs.BoolVar(&needsAction, "needs-action", false, "only transfers the partner must settle")
-		fs.StringVar(&migration, "migration-id", "", "only this migration's transfers")
-		fs.StringVar(&cloud, "cloud-url", "", "only transfers to this cloud site")
+		fs.StringVar(&migration, "migration-id", "", "only this migration's transfers, of one tenant")
+		fs.StringVar(&cloud, "cloud-url", "", "only transfers to this cloud site, of one tenant")
 		fs.StringVar(&tenant, "tenant", "", "only this tenant's (issuer's) transfers")
 		fs.IntVar(&limit, "limit", 50, "transfers per page")
 		fs.BoolVar(&all, "all", false, "follow the cursor through every page")
@@ -96,28 +100,42 @@ func runTransfers(ctx context.Context, args []string, getenv env, _ io.Reader, s
 	if needsAction {
 		f.NeedsAction = "true"
 	}
-	var views []*engine.View
-	next := ""
-	if all {
+	// The first page says whose transfers a list by migration or site
+	// shows; the rest stay with that tenant.
+	page, err := c.List(ctx, f)
+	if err != nil {
+		return err
+	}
+	views, next := page.Transfers, page.NextCursor
+	if all && next != "" {
+		f.Cursor, f.Tenant = next, page.Tenant
 		for v, err := range c.ListAll(ctx, f) {
 			if err != nil {
 				return err
 			}
 			views = append(views, v)
 		}
-	} else {
-		page, err := c.List(ctx, f)
-		if err != nil {
-			return err
-		}
-		views, next = page.Transfers, page.NextCursor
+		next = ""
 	}
 	if asJSON {
 		out := map[string]any{"transfers": views}
 		if next != "" {
 			out["nextCursor"] = next
 		}
+		if page.Tenant != "" {
+			out["tenant"] = page.Tenant
+		}
+		if len(page.OtherTenants) > 0 {
+			out["otherTenants"] = page.OtherTenants
+		}
 		return writeIndented(stdout, out)
+	}
+	if page.Tenant != "" {
+		fmt.Fprintf(stdout, "tenant %s", page.Tenant)
+		if len(page.OtherTenants) > 0 {
+			fmt.Fprintf(stdout, " (also used by %s: --tenant lists theirs)", strings.Join(page.OtherTenants, ", "))
+		}
+		fmt.Fprintln(stdout)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TRANSFER\tSOURCE\tPHASE\tUPLOADS\tNEEDS ACTION\tORIGINAL\tLAST EVENT")

@@ -92,7 +92,9 @@ func Decode(data []byte) (Envelope, error) {
 }
 
 // decodeEncoded parses exactly the layout Encode writes, without
-// reflection; ok is false for anything else.
+// reflection: the fixed keys in order, each value a JSON string (read by
+// engine.CutString), the payload whatever lies between the last key and
+// the closing brace. ok is false for anything else.
 func decodeEncoded(data []byte) (env Envelope, ok bool) {
 	d := decoder{b: data}
 	var src, kind, at string
@@ -126,29 +128,14 @@ func (d *decoder) lit(s string) bool {
 	return true
 }
 
-// str consumes a JSON string into *s, unescaping with encoding/json only
-// when the string has escapes.
+// str consumes a JSON string into *s with the engine's JSON scanner,
+// which slices a string without escapes and decodes one with them.
 func (d *decoder) str(s *string) bool {
-	if len(d.b) == 0 || d.b[0] != '"' {
-		return false
+	v, rest, ok := engine.CutString(d.b)
+	if ok {
+		*s, d.b = v, rest
 	}
-	escaped := false
-	for i := 1; i < len(d.b); i++ {
-		switch d.b[i] {
-		case '\\':
-			escaped = true
-			i++
-		case '"':
-			if !escaped {
-				*s = string(d.b[1:i])
-			} else if json.Unmarshal(d.b[:i+1], s) != nil {
-				return false
-			}
-			d.b = d.b[i+1:]
-			return true
-		}
-	}
-	return false
+	return ok
 }
 
 func (e *Envelope) check() error {

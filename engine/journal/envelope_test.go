@@ -82,6 +82,36 @@ func TestDecodeOtherLayouts(t *testing.T) {
 	}
 }
 
+// TestDecodeHeaderStringsAsEncodingJSON: header strings in the layout
+// Encode writes decode as encoding/json decodes them, whatever bytes they
+// hold (invalid UTF-8 becomes U+FFFD, a raw control character is
+// malformed), so that Decode's result does not depend on the layout.
+func TestDecodeHeaderStringsAsEncodingJSON(t *testing.T) {
+	for name, id := range map[string]string{
+		"plain":             `m1`,
+		"escapes":           `m\u00e9\"1`,
+		"invalid UTF-8":     "m\xff1",
+		"control character": "m\x011",
+		"non-ASCII":         "mé1",
+	} {
+		data := []byte(`{"v":1,"id":"` + id + `","source":"connect","kind":"k","transferId":"t","issuer":"",` +
+			`"receivedAt":"2026-01-02T03:04:05Z","payload":{}}`)
+		var want journal.Envelope
+		wantErr := json.Unmarshal(data, &want)
+		got, err := journal.Decode(data)
+		switch {
+		case wantErr != nil:
+			if !errors.Is(err, journal.ErrMalformed) {
+				t.Errorf("%s: err = %v, want ErrMalformed (encoding/json: %v)", name, err, wantErr)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", name, err)
+		case got.ID != want.ID:
+			t.Errorf("%s: id = %q, encoding/json decodes %q", name, got.ID, want.ID)
+		}
+	}
+}
+
 func TestDecodeMalformed(t *testing.T) {
 	for name, data := range map[string]string{
 		"not json":      `not json`,
