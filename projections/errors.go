@@ -1,6 +1,9 @@
 package projections
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // These errors can occur when opening or closing a Store.
 var (
@@ -11,6 +14,12 @@ var (
 	// ErrSchema means the file was written by a different version of the
 	// schema. Rebuild it from the stream (transferd replay --rebuild).
 	ErrSchema = errors.New("projections: store has an incompatible schema; rebuild it")
+	// ErrOldSchema (also an ErrSchema) means the file was written by an
+	// older version: rebuild it from the stream (Rebuild), which transferd
+	// serve does by itself at start. A store is derived data, so a rebuild
+	// loses nothing; migrating in place could not, because the new layout
+	// holds facts (a transfer's triggeredAt) only the events can give.
+	ErrOldSchema = fmt.Errorf("%w (written by an older version)", ErrSchema)
 	// ErrClosed is returned by a Store's methods after Close.
 	ErrClosed = errors.New("projections: store is closed")
 )

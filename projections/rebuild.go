@@ -95,7 +95,7 @@ func openOld(path string) (*oldStore, error) {
 		}
 		o.checkpoint = getU64(meta.Get(metaCheckpoint))
 		out, rows := tx.Bucket(bucketOutbox), tx.Bucket(bucketTransfers)
-		if v := getU64(meta.Get(metaSchema)); (v != 1 && v != schemaVersion) || out == nil || rows == nil {
+		if v := getU64(meta.Get(metaSchema)); v == 0 || v > schemaVersion || out == nil || rows == nil {
 			return nil
 		}
 		return out.ForEach(func(k, _ []byte) error {
@@ -261,16 +261,11 @@ const MaxDiffs = 1000
 // the feed has published). It returns the differences, at most MaxDiffs;
 // none means the live store is exactly what the stream says. The live file
 // is opened read-only, which fails (ErrLocked) while a projector writes
-// it; use VerifyStore from inside that process. progress is as for
-// Rebuild.
+// it; use VerifyStore from inside that process. A store of an older
+// schema is not compared (ErrOldSchema): it is rebuilt, not verified.
+// progress is as for Rebuild.
 func Verify(ctx context.Context, j *journal.Journal, livePath string, progress func(done, total uint64)) ([]Diff, error) {
 	live, err := Open(livePath, Options{ReadOnly: true})
-	if errors.Is(err, errMigratable) { // schema 1: compare a migrated copy
-		var remove func()
-		if live, remove, err = openMigrated(livePath); err == nil {
-			defer remove()
-		}
-	}
 	if err != nil {
 		return nil, err
 	}

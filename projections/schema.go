@@ -6,9 +6,10 @@ import (
 	"github.com/transferd/transferd/engine"
 )
 
-// schemaVersion is the layout this code reads and writes. Open migrates a
-// file of version 1 when it opens it for writing (see migrateV1), and
-// refuses any other version (ErrSchema); Rebuild writes this one. The meta
+// schemaVersion is the layout this code reads and writes. Open refuses a
+// file of an older version (ErrOldSchema, which transferd serve answers by
+// rebuilding it from the stream) and of any other (ErrSchema); Rebuild
+// writes this one and carries an older file's outbox. The meta
 // bucket's "schema" and "checkpoint" keys keep their meaning in every
 // version, so that any version can tell what a file is and how far it got.
 const schemaVersion = 2
@@ -42,7 +43,8 @@ const schemaVersion = 2
 // len is the uvarint length of the value, so that no value's keys can be
 // mistaken for another's whatever bytes the values contain. Index entries
 // exist only for non-empty values (the issuer may be empty). by_migration
-// and by_cloud are keyed by tenant (version 2; version 1 had value ‖ row):
+// and by_cloud are keyed by tenant (version 2; version 1 had value ‖ row,
+// and its transfers no triggeredAt):
 // one tenant's transfers of a migration id or cloud URL are one prefix,
 // listed newest first by a cursor that stays inside it, and the tenants
 // using a value are listed by skipping from one tenant's prefix to the

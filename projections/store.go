@@ -110,12 +110,6 @@ func (s *Store) initSchema(tx *bolt.Tx) error {
 		}
 		return tx.Bucket(bucketMeta).Put(metaSchema, u64(schemaVersion))
 	}
-	if getU64(tx.Bucket(bucketMeta).Get(metaSchema)) == 1 && tx.Bucket(bucketByTenant) != nil &&
-		tx.Bucket(bucketByMigration) != nil && tx.Bucket(bucketByCloud) != nil { // else checkSchema refuses it
-		if err := migrateV1(tx); err != nil {
-			return fmt.Errorf("projections: migrate %s from schema 1: %w", s.path, err)
-		}
-	}
 	if err := s.checkSchema(tx); err != nil {
 		return err
 	}
@@ -132,8 +126,8 @@ func (s *Store) checkSchema(tx *bolt.Tx) error {
 	if meta == nil {
 		return fmt.Errorf("%w: %s has no meta bucket", ErrSchema, s.path)
 	}
-	if v := getU64(meta.Get(metaSchema)); v == 1 {
-		return fmt.Errorf("%w: %s has schema 1, %w", ErrSchema, s.path, errMigratable)
+	if v := getU64(meta.Get(metaSchema)); v < schemaVersion {
+		return fmt.Errorf("%w: %s has schema %d, this version reads %d", ErrOldSchema, s.path, v, schemaVersion)
 	} else if v != schemaVersion {
 		return fmt.Errorf("%w: %s has schema %d, this version reads %d", ErrSchema, s.path, v, schemaVersion)
 	}

@@ -3,12 +3,15 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/transferd/transferd/api/client"
 	"github.com/transferd/transferd/ingest/simulator"
@@ -212,5 +215,80 @@ func TestReplayVerifyWithoutProjection(t *testing.T) {
 	err := run(context.Background(), []string{"transferd", "replay", "--verify", "--data", t.TempDir(), "--quiet"}, noEnv, strings.NewReader(""), &out, &errOut)
 	if err == nil || !strings.Contains(err.Error(), "no projection") {
 		t.Fatalf("replay --verify on an empty data dir: %v", err)
+	}
+}
+
+// TestServeRebuildsAnOldProjection: a projection written by an older
+// version (schema 1 here) is rebuilt from the journal when serve starts,
+// instead of refusing to start or answering from stale facts, and replay
+// --verify then finds nothing to report.
+func TestServeRebuildsAnOldProjection(t *testing.T) {
+	keys, err := simulator.StartKeyServer("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { keys.Close() })
+	dir := t.TempDir()
+	const token = "test-token-0123456789"
+	args := append([]string{"--data", dir, "--api-token", token}, keys.ServeFlags(simulator.DefaultAppARI)...)
+	srv := startServe(t, args...)
+	res, err := simulator.Run(context.Background(), simulator.Config{
+		Target: srv.url, KeyServer: keys, Transfers: 60, Concurrency: 16, Seed: 20261203, Timeout: 45 * time.Second,
+	})
+	if err == nil {
+		err = res.Err()
+	}
+	if err != nil {
+		t.Fatalf("simulate: %v\n%s", err, srv.stderr)
+	}
+	waitMatches(t, srv.url, token, res)
+	srv.stop(t)
+
+	// What an older version left: schema 1, and no triggeredAt.
+	db, err := bolt.Open(projectionFile(dir), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("meta")).Put([]byte("schema"), binary.BigEndian.AppendUint64(nil, 1))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	srv = startServe(t, append(args, "--log-level", "info")...)
+	waitMatches(t, srv.url, token, res)
+	if !strings.Contains(srv.stderr.String(), "rebuilding the projection from the journal") {
+		t.Errorf("serve did not say it rebuilt the projection:\n%s", srv.stderr)
+	}
+	srv.stop(t)
+	var out, errOut lockedBuffer
+	if err := run(context.Background(), []string{"transferd", "replay", "--verify", "--data", dir, "--quiet"}, noEnv, strings.NewReader(""), &out, &errOut); err != nil {
+		t.Fatalf("replay --verify after the rebuild: %v\n%s%s", err, out.String(), errOut.String())
+	}
+}
+
+// waitMatches waits until every transfer of res reads back through the
+// query API as the simulator expects.
+func waitMatches(t *testing.T, url, token string, res simulator.Result) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := client.New(url, token)
+	deadline := time.Now().Add(30 * time.Second)
+	for _, x := range res.Expect {
+		for {
+			v, err := c.Transfer(ctx, x.TransferID)
+			if err == nil {
+				if err = x.Match(v.Transfer); err == nil {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("transfer %s through the API: %v", x.TransferID, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/transferd/transferd/api"
+	"github.com/transferd/transferd/engine/journal"
 	"github.com/transferd/transferd/ingest"
 	"github.com/transferd/transferd/projections"
 )
@@ -117,7 +118,7 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 		log.Warn("no API token configured: every /v1 request will be refused (set --api-token or --api-token-file)")
 	}
 
-	store, err := projections.Open(projectionFile(c.store.data), projections.Options{})
+	store, err := openStore(ctx, log, j, projectionFile(c.store.data))
 	if err != nil {
 		return err
 	}
@@ -222,4 +223,27 @@ func loadTokens(flagTokens []string, file string) ([]string, error) {
 		}
 	}
 	return tokens, nil
+}
+
+// openStore opens the projection at path, first rebuilding it from the
+// journal when an older version wrote it (a projection is derived from the
+// journal, so nothing is lost; progress goes to the log).
+func openStore(ctx context.Context, log *slog.Logger, j *journal.Journal, path string) (*projections.Store, error) {
+	store, err := projections.Open(path, projections.Options{})
+	if !errors.Is(err, projections.ErrOldSchema) {
+		return store, err
+	}
+	log.Info("rebuilding the projection from the journal: an older version wrote it", "path", path, "reason", err.Error())
+	start, last := time.Now(), time.Now()
+	progress := func(done, total uint64) {
+		if now := time.Now(); now.Sub(last) >= 5*time.Second {
+			last = now
+			log.Info("rebuilding the projection", "events", done, "of", total)
+		}
+	}
+	if err := projections.Rebuild(ctx, j, path, progress); err != nil {
+		return nil, fmt.Errorf("rebuild %s from the journal (an older version wrote it): %w", path, err)
+	}
+	log.Info("rebuilt the projection", "path", path, "took", time.Since(start).Round(time.Millisecond))
+	return projections.Open(path, projections.Options{})
 }

@@ -3,6 +3,7 @@ package projections_test
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -16,7 +17,8 @@ import (
 )
 
 // downgradeToV1 rewrites the store at path to schema version 1, whose
-// by_migration and by_cloud keys were len ‖ value ‖ row (no issuer).
+// by_migration and by_cloud keys were len ‖ value ‖ row (no issuer) and
+// whose transfers had no triggeredAt.
 func downgradeToV1(tb testing.TB, path string) {
 	tb.Helper()
 	db, err := bolt.Open(path, 0o600, nil)
@@ -52,6 +54,25 @@ func downgradeToV1(tb testing.TB, path string) {
 				}
 			}
 		}
+		rows := tx.Bucket([]byte("transfers"))
+		var old [][2][]byte
+		if err := rows.ForEach(func(k, v []byte) error {
+			var m map[string]json.RawMessage
+			if err := json.Unmarshal(v, &m); err != nil {
+				return err
+			}
+			delete(m, "triggeredAt")
+			b, err := json.Marshal(m)
+			old = append(old, [2][]byte{slices.Clone(k), b})
+			return err
+		}); err != nil {
+			return err
+		}
+		for _, kv := range old {
+			if err := rows.Put(kv[0], kv[1]); err != nil {
+				return err
+			}
+		}
 		return tx.Bucket([]byte("meta")).Put([]byte("schema"), binary.BigEndian.AppendUint64(nil, 1))
 	})
 	if err != nil {
@@ -60,11 +81,12 @@ func downgradeToV1(tb testing.TB, path string) {
 }
 
 // A store written with schema version 1 (indexes by migration and site not
-// keyed by tenant) keeps working: a read-only Open refuses it, Verify
-// compares a migrated copy and leaves the file alone, Open for writing
-// migrates it to exactly what the projector writes, and lists by migration
-// stay inside one tenant.
-func TestOpenMigratesSchema1(t *testing.T) {
+// keyed by tenant, transfers without triggeredAt) is rebuilt, not migrated:
+// no Open and no Verify touches it or compares it (either would report a
+// difference for every triggered transfer), Rebuild replaces it with what
+// the projector writes, and lists by migration then stay inside one
+// tenant. transferd serve does the rebuild by itself (TestServeRebuildsAnOldProjection).
+func TestOldSchemaIsRebuilt(t *testing.T) {
 	j := journaltest.Open(t)
 	appendFast(t, j, generate(13, 1500))
 	path := filepath.Join(t.TempDir(), "projections.db")
@@ -88,17 +110,21 @@ func TestOpenMigratesSchema1(t *testing.T) {
 	downgradeToV1(t, path)
 	before := fileBytes(t, path)
 
-	if _, err := projections.Open(path, projections.Options{ReadOnly: true}); !errors.Is(err, projections.ErrSchema) {
-		t.Errorf("read-only Open of schema 1: %v, want ErrSchema", err)
+	for _, ro := range []bool{true, false} {
+		if _, err := projections.Open(path, projections.Options{ReadOnly: ro}); !errors.Is(err, projections.ErrOldSchema) || !errors.Is(err, projections.ErrSchema) {
+			t.Errorf("Open (read-only %v) of schema 1: %v, want ErrOldSchema", ro, err)
+		}
 	}
-	diffs, err := projections.Verify(testContext(t), j, path, nil)
-	if err != nil || len(diffs) != 0 {
-		t.Fatalf("Verify of a schema 1 store: %v, %v", diffs, err)
+	if diffs, err := projections.Verify(testContext(t), j, path, nil); !errors.Is(err, projections.ErrOldSchema) {
+		t.Fatalf("Verify of a schema 1 store: %v, %v; want ErrOldSchema", diffs, err)
 	}
 	if !bytes.Equal(fileBytes(t, path), before) {
-		t.Error("Verify changed the schema 1 file")
+		t.Error("Open or Verify changed the schema 1 file")
 	}
 
+	if err := projections.Rebuild(testContext(t), j, path, nil); err != nil {
+		t.Fatal(err)
+	}
 	s = mustOpen(t, path)
 	got, err := s.List(projections.Filter{MigrationID: mig, Limit: projections.MaxLimit})
 	if err != nil {
@@ -106,21 +132,28 @@ func TestOpenMigratesSchema1(t *testing.T) {
 	}
 	if !slices.Equal(ids(got.Transfers), ids(want.Transfers)) || got.Tenant != want.Tenant ||
 		!slices.Equal(got.OtherTenants, want.OtherTenants) {
-		t.Errorf("after migrating: %s %v %v, want %s %v %v", got.Tenant, got.OtherTenants, ids(got.Transfers),
+		t.Errorf("after the rebuild: %s %v %v, want %s %v %v", got.Tenant, got.OtherTenants, ids(got.Transfers),
 			want.Tenant, want.OtherTenants, ids(want.Transfers))
 	}
+	triggered := 0
 	for _, tr := range got.Transfers {
 		if tr.Issuer != got.Tenant {
 			t.Errorf("migration %s of %s lists %s of %s", mig, got.Tenant, tr.TransferID, tr.Issuer)
 		}
+		if tr.TriggeredAt != nil {
+			triggered++
+		}
 	}
-	// The projector goes on from the migrated file, and a rebuild agrees.
+	if triggered == 0 {
+		t.Error("no transfer of the rebuilt store has triggeredAt; the rebuild did not refold")
+	}
+	// The projector goes on from the rebuilt file, and a rebuild agrees.
 	appendFast(t, j, generate(14, 300))
 	mustCatchUp(t, j, s, projections.ProjectorOptions{NoPublish: true})
 	assertMatchesFold(t, j, s)
-	diffs, err = projections.VerifyStore(testContext(t), j, s, nil)
+	diffs, err := projections.VerifyStore(testContext(t), j, s, nil)
 	if err != nil || len(diffs) != 0 {
-		t.Fatalf("VerifyStore after migrating: %v, %v", diffs, err)
+		t.Fatalf("VerifyStore after the rebuild: %v, %v", diffs, err)
 	}
 }
 
