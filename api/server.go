@@ -136,7 +136,7 @@ func New(ctx context.Context, j *journal.Journal, store Store, cfg Config) (*Ser
 		mux:     http.NewServeMux(),
 	}
 	if len(s.tokens.sums) == 0 {
-		s.log.Warn("no API tokens configured: every /v1 request will be refused")
+		s.log.Warn("no API token configured: every /v1 request will be refused (serve: set --api-token or --api-token-file)")
 	}
 	if err := s.metrics.reg.Register(newProjectorCollector(s)); err != nil {
 		return nil, err

@@ -98,10 +98,9 @@ func (p *Projector) next(ctx context.Context, r *journal.Reader) (*batch, error)
 		b.events[i], err = envs[i].Event()
 		bad[i] = err != nil
 	})
+	// Parking logs the event with the reason; nothing to say here.
 	for i, e := range b.events {
 		if bad[i] {
-			p.log.Warn("projections: payload no longer parses; parking it",
-				"seq", e.Seq, "transferId", e.TransferID, "id", e.ID)
 			b.unparsable = append(b.unparsable, e.Seq)
 		}
 	}

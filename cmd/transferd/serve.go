@@ -114,9 +114,6 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 	if err != nil {
 		return err
 	}
-	if len(tokens) == 0 {
-		log.Warn("no API token configured: every /v1 request will be refused (set --api-token or --api-token-file)")
-	}
 
 	store, err := openStore(ctx, log, j, projectionFile(c.store.data))
 	if err != nil {
