@@ -103,8 +103,11 @@ type Handler struct {
 	install *InstallVerifier
 	forge   *ForgeVerifier
 	owners  *ownerCache
-	mux     *http.ServeMux
-	refusal *refusalLog
+	// forgeCreds keeps each Forge installation's newest credential for
+	// calls back to the platform.
+	forgeCreds *forgeCredentials
+	mux        *http.ServeMux
+	refusal    *refusalLog
 }
 
 // Accepted is the reply to an acknowledged event.
@@ -245,7 +248,13 @@ func (h *Handler) handleForge(w http.ResponseWriter, r *http.Request, o *Outcome
 		return nil, err
 	}
 	o.Kind, o.TransferID = e.Kind, e.TransferID
-	return h.accept(r.Context(), e, inv.InstallationID, o)
+	reply, err := h.accept(r.Context(), e, inv.InstallationID, o)
+	if err == nil {
+		h.forgeCreds.put(inv.InstallationID, ForgeCredential{
+			APIBaseURL: inv.APIBaseURL, Token: r.Header.Get(ForgeSystemTokenHeader), ReceivedAt: e.ReceivedAt,
+		})
+	}
+	return reply, err
 }
 
 func contains(list []string, s string) bool {

@@ -44,6 +44,7 @@ type platform struct {
 	journal *journal.Journal
 	secrets map[string][]byte
 	reg     *ingest.Registry
+	h       *ingest.Handler
 }
 
 func newPlatform(t testing.TB, j *journal.Journal, cfg ingest.Config) *platform {
@@ -84,6 +85,7 @@ func newPlatform(t testing.TB, j *journal.Journal, cfg ingest.Config) *platform 
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.h = h
 	p.srv = httptest.NewServer(h)
 	t.Cleanup(p.srv.Close)
 	return p
