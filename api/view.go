@@ -30,6 +30,7 @@ type viewFacts struct {
 	CancellationRequestedAt *time.Time `json:"cancellationRequestedAt"`
 	TriggeredAt             *time.Time `json:"triggeredAt"`
 	Settled                 *struct{}  `json:"settled"`
+	AppSettled              *struct{}  `json:"appSettled"`
 }
 
 var errNotObject = errors.New("api: stored transfer is not a JSON object")
@@ -71,6 +72,9 @@ func (f *viewFacts) transfer() *engine.Transfer {
 	}
 	if f.Settled != nil {
 		t.Settled = &engine.Settlement{}
+	}
+	if f.AppSettled != nil {
+		t.AppSettled = &engine.AppSettlement{}
 	}
 	return t
 }
@@ -159,6 +163,10 @@ func scanFacts(b []byte) (t *engine.Transfer, ok bool) {
 		case `"settled"`:
 			if !isNull(value) {
 				t.Settled = &engine.Settlement{}
+			}
+		case `"appSettled"`:
+			if !isNull(value) {
+				t.AppSettled = &engine.AppSettlement{}
 			}
 		}
 		return true

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,10 +24,15 @@ func TestAppendViewMatchesEngine(t *testing.T) {
 		`{"eventType":"transfer-cancellation-requested","transferId":"t","messageId":"4"}`,
 		`{"eventType":"transfer-settled","transferId":"t","messageId":"5","status":"FAILED"}`,
 		`{"eventType":"some-future-event","transferId":"t","messageId":"6","originalTransferId":"o"}`,
+		`{"eventType":"platform-called","transferId":"t","messageId":"7","op":"settle","status":"FAILED","outcome":"ok","at":"2026-03-01T12:30:00Z"}`,
 	}
 	var events []*engine.Event
 	for i, p := range payloads {
-		e, err := engine.Parse(engine.SourceConnect, []byte(p))
+		src := engine.SourceConnect
+		if strings.Contains(p, "platform-called") {
+			src = engine.SourceApp
+		}
+		e, err := engine.Parse(src, []byte(p))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,14 +9,18 @@ import (
 // <source> token of the event's subject.
 type Source string
 
-// The sources transferd accepts.
+// The sources of events. SourceConnect and SourceForge are the platform's
+// deliveries, the only ones ingest accepts over HTTP; SourceApp is
+// transferd itself acting as the partner's app (its calls to the platform
+// and their answers), written only by transferd (package ingest/driver).
 const (
 	SourceConnect Source = "connect"
 	SourceForge   Source = "forge"
+	SourceApp     Source = "app"
 )
 
 // Valid reports whether s is one of the known sources.
-func (s Source) Valid() bool { return s == SourceConnect || s == SourceForge }
+func (s Source) Valid() bool { return s == SourceConnect || s == SourceForge || s == SourceApp }
 
 // Kind is the canonical event kind, the same for both sources.
 type Kind string
@@ -32,14 +36,17 @@ const (
 	KindListenerErrored       Kind = "listener-errored"
 	KindCancellationRequested Kind = "transfer-cancellation-requested"
 	KindTransferSettled       Kind = "transfer-settled"
-	KindUnknown               Kind = "unknown"
+	// KindPlatformCalled is a call transferd made to the platform for the
+	// transfer and its answer (SourceApp only).
+	KindPlatformCalled Kind = "platform-called"
+	KindUnknown        Kind = "unknown"
 )
 
 // Kinds lists every kind, KindUnknown last.
 var Kinds = []Kind{
 	KindListenerTriggered, KindAppDataUploaded, KindEventFileListUploaded,
 	KindExportPhaseCompleted, KindListenerErrored, KindCancellationRequested,
-	KindTransferSettled, KindUnknown,
+	KindTransferSettled, KindPlatformCalled, KindUnknown,
 }
 
 // Valid reports whether k is one of Kinds.
@@ -83,7 +90,8 @@ type Event struct {
 	Migration          *Migration // nil when the payload has no migrationDetails
 	Upload             *Upload    // uploaded kinds only
 	Error              *TransferError
-	SettlementStatus   string // transfer-settled only, when the payload names one
+	SettlementStatus   string        // transfer-settled only, when the payload names one
+	Call               *PlatformCall // platform-called only
 
 	// ClientKeys are the Connect migrationDetails client keys other than
 	// "unknown" (jiraClientKey, confluenceClientKey), for tenant checks.
@@ -136,4 +144,43 @@ type Upload struct {
 type TransferError struct {
 	ExceptionType  string `json:"exceptionType"`
 	SafeStackTrace string `json:"safeStackTrace"`
+}
+
+// PlatformCall is the payload of a platform-called event beyond eventType,
+// transferId and messageId: one call transferd made to the platform for
+// the transfer, as transferd wrote it.
+type PlatformCall struct {
+	// Op is the call: progress, settle, forge.status, mapping.page, …
+	Op string `json:"op"`
+	// Status, Percent, MessageIDs and Message are what was sent.
+	Status     string   `json:"status,omitempty"`
+	Percent    int      `json:"percent,omitempty"`
+	MessageIDs []string `json:"messageIds,omitempty"`
+	Message    string   `json:"message,omitempty"`
+	// Outcome is how the call ended: one of the Outcome* constants.
+	Outcome    string `json:"outcome"`
+	HTTPStatus int    `json:"httpStatus,omitempty"` // the final HTTP status; 0 when none came
+	Attempts   int    `json:"attempts,omitempty"`
+	// Unanswered: an earlier attempt got no reply and may have landed.
+	Unanswered bool      `json:"unanswered,omitempty"`
+	Error      string    `json:"error,omitempty"` // why it failed, never a token or secret
+	At         time.Time `json:"at"`              // when the call ended
+}
+
+// The outcomes of a platform call.
+const (
+	OutcomeOK        = "ok"        // 2xx: the platform accepted it
+	OutcomeSettled   = "settled"   // 403/409: the transfer was settled already
+	OutcomeRejected  = "rejected"  // 400: refused, for a settle also past the 14 days
+	OutcomeExhausted = "exhausted" // every attempt failed (5xx, 429, no reply)
+	OutcomeInvalid   = "invalid"   // not sent, or another final refusal (401, 404, …)
+)
+
+// ValidOutcome reports whether s is one of the outcomes.
+func ValidOutcome(s string) bool {
+	switch s {
+	case OutcomeOK, OutcomeSettled, OutcomeRejected, OutcomeExhausted, OutcomeInvalid:
+		return true
+	}
+	return false
 }

@@ -22,8 +22,14 @@ func (t *Transfer) Apply(e *Event) bool {
 	t.applied[key] = struct{}{}
 	t.Version++
 
-	t.Source = Source(minString(string(t.Source), string(e.Source)))
 	t.Issuer = minString(t.Issuer, e.Issuer)
+	if e.Source == SourceApp {
+		// transferd's own action: the source, phase and receipt times
+		// stay the platform's.
+		t.applyCall(e.Call)
+		return true
+	}
+	t.Source = Source(minString(string(t.Source), string(e.Source)))
 	t.OriginalTransferID = minString(t.OriginalTransferID, e.OriginalTransferID)
 	if at := e.ReceivedAt.UTC(); !at.IsZero() {
 		if t.FirstReceivedAt.IsZero() || at.Before(t.FirstReceivedAt) {
@@ -67,6 +73,51 @@ func (t *Transfer) Apply(e *Event) bool {
 	}
 	t.Phase = Advance(t.Phase, e.Kind)
 	return true
+}
+
+// applyCall merges one of transferd's platform calls.
+func (t *Transfer) applyCall(c *PlatformCall) {
+	if c == nil {
+		return
+	}
+	switch {
+	case c.Op == "settle" && (c.Outcome == OutcomeOK || c.Outcome == OutcomeSettled):
+		if t.AppSettled == nil {
+			t.AppSettled = &AppSettlement{Status: c.Status, At: c.At.UTC(), Outcome: c.Outcome}
+			return
+		}
+		t.AppSettled.Status = minString(t.AppSettled.Status, c.Status)
+		t.AppSettled.Outcome = minString(t.AppSettled.Outcome, c.Outcome)
+		t.AppSettled.At = *minTime(&t.AppSettled.At, c.At)
+	case c.Op == "settle":
+		f := &AppCallFailure{Status: c.Status, Outcome: c.Outcome, HTTPStatus: c.HTTPStatus, Error: c.Error, At: c.At.UTC()}
+		if t.AppSettleFailure == nil || f.after(t.AppSettleFailure) {
+			t.AppSettleFailure = f
+		}
+	case c.Op == "progress" && c.Outcome == OutcomeOK:
+		if t.Progress == nil {
+			t.Progress = &Progress{}
+		}
+		t.Progress.Percent = max(t.Progress.Percent, c.Percent)
+	}
+}
+
+// after orders failures totally (time, outcome, HTTP status, error,
+// status), so that keeping the greatest does not depend on order.
+func (f *AppCallFailure) after(g *AppCallFailure) bool {
+	if !f.At.Equal(g.At) {
+		return f.At.After(g.At)
+	}
+	if f.Outcome != g.Outcome {
+		return f.Outcome > g.Outcome
+	}
+	if f.HTTPStatus != g.HTTPStatus {
+		return f.HTTPStatus > g.HTTPStatus
+	}
+	if f.Error != g.Error {
+		return f.Error > g.Error
+	}
+	return f.Status > g.Status
 }
 
 // Applied reports whether t has applied the event with identity id (an

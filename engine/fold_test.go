@@ -38,7 +38,43 @@ func lifecycle(tb testing.TB, base time.Time) []*engine.Event {
 		e.ReceivedAt = base.Add(time.Duration(i) * time.Second)
 		events = append(events, e)
 	}
+	// transferd's own calls: a progress report taken, a settle that
+	// exhausted its attempts.
+	for i, b := range []string{
+		`{"eventType":"platform-called","transferId":"t-2","messageId":"a1","op":"progress","status":"IN_PROGRESS","percent":40,"outcome":"ok","httpStatus":200,"attempts":1,"at":"2026-11-23T10:00:09Z"}`,
+		`{"eventType":"platform-called","transferId":"t-2","messageId":"a2","op":"settle","status":"INCOMPLETE","message":"cancellation requested","outcome":"exhausted","httpStatus":503,"attempts":8,"error":"platform: 503","at":"2026-11-23T10:00:10Z"}`,
+	} {
+		e := mustParse(tb, engine.SourceApp, b)
+		e.Issuer = "install-1"
+		e.ReceivedAt = base.Add(time.Duration(10+i) * time.Second)
+		events = append(events, e)
+	}
 	return events
+}
+
+// TestFoldAppSettled: transferd's settle, as the platform took it, ends
+// the need to act; the phase and receipt times stay the platform's.
+func TestFoldAppSettled(t *testing.T) {
+	base := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	events := lifecycle(t, base)
+	before := engine.Fold("t-2", events)
+	for i, outcome := range []string{"settled", "ok"} {
+		e := mustParse(t, engine.SourceApp, fmt.Sprintf(`{"eventType":"platform-called","transferId":"t-2","messageId":"s%d","op":"settle","status":"INCOMPLETE","outcome":%q,"httpStatus":200,"at":"2026-11-23T10:0%d:00Z"}`, i, outcome, 5-i))
+		e.Issuer = "install-1"
+		e.ReceivedAt = base.Add(time.Hour)
+		events = append(events, e)
+	}
+	tr := engine.Fold("t-2", events)
+	want := engine.AppSettlement{Status: "INCOMPLETE", Outcome: "ok", At: base.Add(4 * time.Minute)}
+	if tr.AppSettled == nil || *tr.AppSettled != want {
+		t.Fatalf("appSettled %+v, want %+v", tr.AppSettled, want)
+	}
+	if tr.NeedsAction() != "" || tr.Phase != before.Phase || !tr.LastReceivedAt.Equal(before.LastReceivedAt) || tr.Source != engine.SourceForge {
+		t.Errorf("needsAction %q phase %s lastReceivedAt %s source %s", tr.NeedsAction(), tr.Phase, tr.LastReceivedAt, tr.Source)
+	}
+	if tr.Progress == nil || tr.Progress.Percent != 40 || tr.AppSettleFailure == nil || tr.AppSettleFailure.Outcome != "exhausted" {
+		t.Errorf("progress %+v failure %+v", tr.Progress, tr.AppSettleFailure)
+	}
 }
 
 func TestFoldGolden(t *testing.T) {
@@ -64,7 +100,7 @@ func TestFoldGolden(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Errorf("view differs from %s:\n%s", golden, got)
 	}
-	if tr.Phase != engine.PhaseCancellationRequested || tr.Version != 8 || tr.NeedsAction() != "settle" {
+	if tr.Phase != engine.PhaseCancellationRequested || tr.Version != 10 || tr.NeedsAction() != "settle" {
 		t.Errorf("phase %s version %d needsAction %q", tr.Phase, tr.Version, tr.NeedsAction())
 	}
 	if d := tr.Deadlines(); d.SettleBy == nil || !d.SettleBy.Equal(base.Add(6*time.Second+time.Hour)) {
@@ -130,8 +166,12 @@ func genEvents(t *rapid.T) []*engine.Event {
 		for j := range n {
 			k := rapid.SampledFrom(kinds).Draw(t, "kind")
 			p := map[string]any{"transferId": id}
-			switch src {
-			case engine.SourceConnect:
+			evSrc := src
+			switch {
+			case k == engine.KindPlatformCalled:
+				evSrc = engine.SourceApp
+				p["eventType"] = string(k)
+			case src == engine.SourceConnect:
 				p["eventType"] = engine.ConnectEventType(k)
 			default:
 				p["eventType"] = engine.ForgeEventType(k)
@@ -167,12 +207,20 @@ func genEvents(t *rapid.T) []*engine.Event {
 				}
 			case engine.KindTransferSettled:
 				p["status"] = rapid.SampledFrom([]string{"", "SUCCESS", "FAILED"}).Draw(t, "status")
+			case engine.KindPlatformCalled:
+				p["op"] = rapid.SampledFrom([]string{"settle", "progress", "forge.status"}).Draw(t, "op")
+				p["status"] = rapid.SampledFrom([]string{"", "FAILED", "INCOMPLETE"}).Draw(t, "callStatus")
+				p["percent"] = rapid.IntRange(0, 3).Draw(t, "percent") * 30
+				p["outcome"] = rapid.SampledFrom([]string{"ok", "settled", "rejected", "exhausted", "invalid"}).Draw(t, "outcome")
+				p["httpStatus"] = rapid.SampledFrom([]int{0, 200, 403, 503}).Draw(t, "httpStatus")
+				p["error"] = rapid.SampledFrom([]string{"", "e1", "e2"}).Draw(t, "callError")
+				p["at"] = time.Unix(1_800_000_000+int64(rapid.IntRange(0, 3).Draw(t, "callAt")), 0).UTC()
 			}
 			body, err := json.Marshal(p)
 			if err != nil {
 				t.Fatal(err)
 			}
-			e, err := engine.Parse(src, body)
+			e, err := engine.Parse(evSrc, body)
 			if err != nil {
 				t.Fatalf("Parse(%s): %v", body, err)
 			}

@@ -23,7 +23,7 @@ func ForgeEventType(k Kind) string {
 
 // ConnectEventType is the Connect spelling of k ("" for KindUnknown).
 func ConnectEventType(k Kind) string {
-	if k == KindUnknown || !k.Valid() {
+	if k == KindUnknown || k == KindPlatformCalled || !k.Valid() {
 		return ""
 	}
 	return string(k)

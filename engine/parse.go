@@ -100,7 +100,7 @@ func Reparse(src Source, payload []byte, id string) (*Event, error) {
 
 func parse(src Source, payload []byte, id string) (*Event, error) {
 	if !src.Valid() {
-		return nil, invalid("source", "must be connect or forge")
+		return nil, invalid("source", "must be connect, forge or app")
 	}
 	body := bytes.TrimSpace(payload)
 	if len(body) == 0 || body[0] != '{' {
@@ -131,6 +131,12 @@ func parse(src Source, payload []byte, id string) (*Event, error) {
 		return nil, err
 	}
 	e.Kind = kindOf(e.EventType)
+	if src == SourceApp {
+		// transferd's own events: only its own kinds, never the platform's.
+		if e.Kind = appKinds[e.EventType]; e.Kind == "" {
+			return nil, invalid("eventType", "an app event must be one of transferd's own kinds")
+		}
+	}
 
 	if w.MessageID != nil && !isNull(w.MessageID) {
 		if e.MessageID, err = requireString(w.MessageID, "messageId"); err != nil {
@@ -168,6 +174,13 @@ func parse(src Source, payload []byte, id string) (*Event, error) {
 		e.ID = contentIDPrefix + e.Digest
 	}
 	return e, nil
+}
+
+// appKinds are the eventTypes of SourceApp events, which transferd writes.
+// Connect and Forge payloads naming them are KindUnknown: the platform's
+// deliveries can never pass for transferd's own actions.
+var appKinds = map[string]Kind{
+	string(KindPlatformCalled): KindPlatformCalled,
 }
 
 func kindOf(eventType string) Kind {
@@ -227,6 +240,12 @@ func parseKindFacts(e *Event, w *wire) error {
 		if te != (TransferError{}) {
 			e.Error = &te
 		}
+	case KindPlatformCalled:
+		call, err := parseCall(e.Payload)
+		if err != nil {
+			return err
+		}
+		e.Call = call
 	case KindTransferSettled:
 		for _, f := range []struct {
 			raw  []byte
@@ -442,4 +461,46 @@ func jsonReason(err error) string {
 		return se.Error() + " at byte " + strconv.FormatInt(se.Offset, 10)
 	}
 	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+// Caps of a platform-called payload.
+const (
+	maxCallText       = 4096 // message, error
+	maxCallMessageIDs = 1000
+)
+
+// parseCall reads the PlatformCall of a platform-called payload, which
+// transferd wrote: strictly, unknown members aside.
+func parseCall(payload []byte) (*PlatformCall, error) {
+	var c PlatformCall
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return nil, invalid("", "platform-called payload: "+jsonReason(err))
+	}
+	switch {
+	case checkToken("op", c.Op, 64) != nil:
+		return nil, invalid("op", "required, 1 to 64 bytes of printable ASCII")
+	case !ValidOutcome(c.Outcome):
+		return nil, invalid("outcome", "must be ok, settled, rejected, exhausted or invalid")
+	case c.Status != "" && checkToken("status", c.Status, 32) != nil:
+		return nil, invalid("status", "at most 32 bytes of printable ASCII")
+	case c.Percent < 0 || c.Percent > 100:
+		return nil, invalid("percent", "must be 0 to 100")
+	case c.HTTPStatus != 0 && (c.HTTPStatus < 100 || c.HTTPStatus > 599):
+		return nil, invalid("httpStatus", "must be 0 or 100 to 599")
+	case c.Attempts < 0:
+		return nil, invalid("attempts", "must not be negative")
+	case len(c.Message) > maxCallText || len(c.Error) > maxCallText:
+		return nil, invalid("message", "message and error are at most 4096 bytes")
+	case len(c.MessageIDs) > maxCallMessageIDs:
+		return nil, invalid("messageIds", "at most 1000")
+	case c.At.IsZero() || c.At.Before(MinCreatedAt) || !c.At.Before(MaxCreatedAt):
+		return nil, invalid("at", "required, from "+MinCreatedAt.Format(time.DateOnly)+" to before "+MaxCreatedAt.Format(time.DateOnly))
+	}
+	for _, id := range c.MessageIDs {
+		if err := checkToken("messageIds", id, MaxMessageIDLength); err != nil {
+			return nil, err
+		}
+	}
+	c.At = c.At.UTC()
+	return &c, nil
 }

@@ -115,7 +115,7 @@ func TestParseContentIdentity(t *testing.T) {
 
 func TestParseKinds(t *testing.T) {
 	for _, k := range engine.Kinds {
-		if k == engine.KindUnknown {
+		if k == engine.KindUnknown || k == engine.KindPlatformCalled {
 			continue
 		}
 		extra := ""
@@ -135,6 +135,36 @@ func TestParseKinds(t *testing.T) {
 	e := mustParse(t, engine.SourceConnect, `{"eventType":"brand-new-event","transferId":"t","whatever":[1,2]}`)
 	if e.Kind != engine.KindUnknown || e.EventType != "brand-new-event" {
 		t.Errorf("new event type: kind %q eventType %q", e.Kind, e.EventType)
+	}
+}
+
+// TestParseAppSource: platform-called is accepted only from SourceApp (which
+// ingest never passes: its routes parse as connect or forge), where it is
+// the only kind; from the platform's sources it is an unknown event.
+func TestParseAppSource(t *testing.T) {
+	body := `{"eventType":"platform-called","transferId":"t","messageId":"m1","op":"settle","status":"FAILED",` +
+		`"outcome":"ok","httpStatus":200,"attempts":2,"unanswered":true,"at":"2026-11-23T10:00:00Z"}`
+	e := mustParse(t, engine.SourceApp, body)
+	if e.Kind != engine.KindPlatformCalled || e.Call == nil || e.Call.Op != "settle" || e.Call.Status != "FAILED" ||
+		e.Call.Outcome != engine.OutcomeOK || e.Call.Attempts != 2 || !e.Call.Unanswered || e.Call.HTTPStatus != 200 {
+		t.Fatalf("app event: %+v call %+v", e, e.Call)
+	}
+	for _, src := range []engine.Source{engine.SourceConnect, engine.SourceForge} {
+		if e := mustParse(t, src, body); e.Kind != engine.KindUnknown || e.Call != nil {
+			t.Errorf("%s sent platform-called: kind %q call %+v, want unknown", src, e.Kind, e.Call)
+		}
+	}
+	for _, bad := range []string{
+		`{"eventType":"transfer-settled","transferId":"t"}`,                                                            // the platform's kinds are not the app's
+		`{"eventType":"platform-called","transferId":"t","outcome":"ok","at":"2026-11-23T10:00:00Z"}`,                  // no op
+		`{"eventType":"platform-called","transferId":"t","op":"settle","outcome":"great","at":"2026-11-23T10:00:00Z"}`, // unknown outcome
+		`{"eventType":"platform-called","transferId":"t","op":"settle","outcome":"ok"}`,                                // no time
+		`{"eventType":"platform-called","transferId":"t","op":"settle","outcome":"ok","at":"2026-11-23T10:00:00Z","httpStatus":7}`,
+		`{"eventType":"platform-called","transferId":"t","op":"settle","outcome":"ok","at":"2026-11-23T10:00:00Z","percent":101}`,
+	} {
+		if _, err := engine.Parse(engine.SourceApp, []byte(bad)); err == nil {
+			t.Errorf("Parse(app, %s) accepted it", bad)
+		}
 	}
 }
 

@@ -17,6 +17,14 @@ import (
 // disagree on a string the lexicographically smallest non-empty value wins,
 // field by field (migration details, error, settlement status, upload label,
 // originalTransferId, issuer).
+//
+// transferd's own events (SourceApp, platform-called) merge the same way:
+// appSettled keeps the earliest time and, field by field, the smallest
+// status and outcome of the settles the platform took (ok, or settled
+// already); appSettleFailure keeps the latest failed settle (the greatest
+// by time, then outcome, HTTP status and error); progress keeps the
+// highest percent accepted. They leave source, phase and the receipt
+// times alone: those are the platform's.
 type Transfer struct {
 	TransferID string `json:"transferId"`
 	Source     Source `json:"source"`
@@ -34,10 +42,16 @@ type Transfer struct {
 	CancellationRequestedAt *time.Time `json:"cancellationRequestedAt,omitempty"`
 	// TriggeredAt is the earliest receipt of a listener-triggered event:
 	// the platform's 14-day clock starts at the first trigger.
-	TriggeredAt     *time.Time  `json:"triggeredAt,omitempty"`
-	Settled         *Settlement `json:"settled,omitempty"`
-	FirstReceivedAt time.Time   `json:"firstReceivedAt"`
-	LastReceivedAt  time.Time   `json:"lastReceivedAt"`
+	TriggeredAt *time.Time  `json:"triggeredAt,omitempty"`
+	Settled     *Settlement `json:"settled,omitempty"`
+	// AppSettled is transferd's settle as the platform took it.
+	AppSettled *AppSettlement `json:"appSettled,omitempty"`
+	// AppSettleFailure is the latest settle that did not go through.
+	AppSettleFailure *AppCallFailure `json:"appSettleFailure,omitempty"`
+	// Progress is the highest progress the platform accepted from transferd.
+	Progress        *Progress `json:"progress,omitempty"`
+	FirstReceivedAt time.Time `json:"firstReceivedAt"`
+	LastReceivedAt  time.Time `json:"lastReceivedAt"`
 
 	// applied remembers the identities this value has applied. It is not
 	// encoded: whoever persists a Transfer persists the identities too
@@ -52,15 +66,40 @@ type Settlement struct {
 	At     time.Time `json:"at"` // earliest receipt of a transfer-settled event
 }
 
+// AppSettlement is transferd's settle of the transfer, as the platform
+// answered it.
+type AppSettlement struct {
+	Status string    `json:"status"` // SUCCESS, FAILED or INCOMPLETE, as sent
+	At     time.Time `json:"at"`     // when the call ended
+	// Outcome is ok (accepted) or settled (refused as settled already:
+	// after a lost reply, the first attempt had landed).
+	Outcome string `json:"outcome"`
+}
+
+// AppCallFailure is a platform call that did not go through.
+type AppCallFailure struct {
+	Status     string    `json:"status,omitempty"` // what was sent
+	Outcome    string    `json:"outcome"`          // rejected, exhausted or invalid
+	HTTPStatus int       `json:"httpStatus,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	At         time.Time `json:"at"`
+}
+
+// Progress is the progress the platform accepted from transferd.
+type Progress struct {
+	Percent int `json:"percent"`
+}
+
 // NewTransfer returns the empty, pending transfer id.
 func NewTransfer(id string) *Transfer {
 	return &Transfer{TransferID: id, Phase: PhasePending, Uploads: []Upload{}}
 }
 
 // NeedsAction is what the partner must do: "settle" when the transfer errored
-// or its cancellation was requested and it is not settled yet, else "".
+// or its cancellation was requested and neither the platform nor transferd
+// has settled it yet, else "".
 func (t *Transfer) NeedsAction() string {
-	if t.Settled == nil && (t.Error != nil || t.Phase == PhaseListenerErrored || t.CancellationRequested) {
+	if t.Settled == nil && t.AppSettled == nil && (t.Error != nil || t.Phase == PhaseListenerErrored || t.CancellationRequested) {
 		return "settle"
 	}
 	return ""
@@ -142,6 +181,9 @@ func Foldable(e *Event) error {
 	}
 	if !e.ReceivedAt.IsZero() && deadline(e.ReceivedAt, TransferTimeout) == nil {
 		return fmt.Errorf("%w: receivedAt %s is out of range", ErrUnfoldable, e.ReceivedAt.UTC().Format(time.RFC3339Nano))
+	}
+	if c := e.Call; c != nil && deadline(c.At, TransferTimeout) == nil {
+		return fmt.Errorf("%w: call at %s is out of range", ErrUnfoldable, c.At.UTC().Format(time.RFC3339Nano))
 	}
 	if m := e.Migration; m != nil && !m.CreatedAt.IsZero() && deadline(m.CreatedAt, TransferTimeout) == nil {
 		return fmt.Errorf("%w: migration createdAt %s is out of range (its 14-day deadline is not representable)",

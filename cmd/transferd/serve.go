@@ -45,6 +45,7 @@ type serveConfig struct {
 	accessLog            bool
 	natsUsersFile        string
 	noPublish            bool
+	drive                driveFlags
 }
 
 func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdout, stderr io.Writer) error {
@@ -69,6 +70,7 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text (key=value) or json (one object a line)")
 	fs.BoolVar(&c.accessLog, "access-log", false, "log every HTTP request at info: method, path, status, bytes, duration, remote address")
 	fs.BoolVar(&c.noPublish, "no-publish", false, "do not publish transfer states on TRANSFERS (for secondary instances; one instance must publish)")
+	c.drive.register(fs)
 	if err := parse(fs, args, getenv); err != nil {
 		return err
 	}
@@ -148,6 +150,14 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 	if err != nil {
 		return err
 	}
+	waitDriver, err := c.drive.start(hctx, log, j, store, tenants, metrics)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cancel() // the driver stops with hctx, before the store closes
+		waitDriver()
+	}()
 	query, err := api.New(hctx, j, store, api.Config{Tokens: tokens, Logger: log, Metrics: metrics, MaxStreams: c.maxStreams})
 	if err != nil {
 		return err

@@ -490,6 +490,14 @@
         st.append(el("p", { class: v.needsAction ? "overdue" : "muted", id: "settlement-status" },
           v.needsAction ? "Not settled: the partner must settle it." : "Not settled yet."));
       }
+      if (v.appSettled) {
+        st.append(el("p", { id: "app-settled" }, "Settled by transferd (" + v.appSettled.status + ", " +
+          (v.appSettled.outcome === "ok" ? "accepted" : "already settled") + ") at ", both(v.appSettled.at)));
+      } else if (v.appSettleFailure) {
+        const f = v.appSettleFailure;
+        st.append(el("p", { class: "overdue", id: "app-settle-failure" }, "transferd's settle (" + (f.status || "") + ") " +
+          f.outcome + (f.httpStatus ? " (HTTP " + f.httpStatus + ")" : "") + " at ", both(f.at)));
+      }
 
       const ups = (v.uploads || []).slice();
       const tb = clear(byId("uploads").tBodies[0]);
