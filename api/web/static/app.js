@@ -476,7 +476,7 @@
           v.settled ? el("span", { class: "muted" }, " · settled") : null));
       }
       if (!d.settleBy && !d.timesOutAt) fact(dl, "None", el("span", { class: "muted" }, "no cancellation, and no migration details yet"));
-      const notes = el("dd", { class: "muted" }, "Settle within 60 minutes of a cancellation request; the platform times a transfer out 14 days after its migration was created.");
+      const notes = el("dd", { class: "muted" }, "Settle within 60 minutes of a cancellation request; the platform times a transfer out 14 days after its first trigger (listener-triggered).");
       dl.append(el("dt", {}, ""), notes);
 
       const st = clear(byId("settlement"));
