@@ -17,8 +17,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -75,24 +77,62 @@ type Transfer struct {
 	// Settles counts the settle calls the platform accepted (never more
 	// than one); Refused counts the calls it refused as settled.
 	Settles, Refused int
-	SettledBy        string // "app" or "platform"
-	Data             []platform.AppData
-	Mappings         map[string]map[string]string // namespace → server id → cloud id
-	Messages         []string                     // Forge uploaded messages to acknowledge
-	Acked            map[string]string            // Forge message id → status
-	LastActivity     time.Time                    // the last message status (or the first trigger)
-	Error            *platform.ListenerError
-	Feedback         []json.RawMessage
+	// SettleCalls counts the final-status progress calls it answered
+	// (accepted or refused): more than one means the app settled twice.
+	SettleCalls  int
+	SettledBy    string // "app" or "platform"
+	Data         []platform.AppData
+	Mappings     map[string]map[string]string // namespace → server id → cloud id
+	Messages     []string                     // Forge uploaded messages to acknowledge
+	Acked        map[string]string            // Forge message id → status
+	LastActivity time.Time                    // the last message status (or the first trigger)
+	Error        *platform.ListenerError
+	Feedback     []json.RawMessage
 }
 
 // New starts a Server on loopback.
 func New(opts Options) *Server {
+	s := newServer(opts)
+	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	return s
+}
+
+// Listen starts a Server on addr ("127.0.0.1:8082"; port 0 picks one), for
+// the simulator, which serves the platform on a fixed address.
+func Listen(addr string, opts Options) (*Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("platformtest: listen on %s: %w", addr, err)
+	}
+	s := newServer(opts)
+	s.Server = &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(s.serve), ReadHeaderTimeout: 5 * time.Second}}
+	s.Server.Start()
+	return s, nil
+}
+
+func newServer(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Server{opts: opts, tenants: map[string]*tenant{}, transfers: map[string]*Transfer{}}
-	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
-	return s
+	return &Server{opts: opts, tenants: map[string]*tenant{}, transfers: map[string]*Transfer{}}
+}
+
+// SettleByPlatform settles transfer id as the platform does on its own
+// (the transfer-settled a webhook reports): status, by "platform". It
+// reports whether the transfer was in progress.
+func (s *Server) SettleByPlatform(id, status string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.transfers[id]
+	if t == nil {
+		return false
+	}
+	s.expire(t)
+	if t.Status != platform.InProgress {
+		return false
+	}
+	t.Status, t.SettledBy = status, "platform"
+	return true
 }
 
 // AddConnectTenant registers a Connect tenant and returns its site's URL
@@ -112,7 +152,7 @@ func (s *Server) AddConnectTenant(clientKey, secret string, confluence bool) str
 // AddForgeInstallation registers a Forge installation with its app system
 // token and returns its apiBaseUrl.
 func (s *Server) AddForgeInstallation(installationID, token string) string {
-	p := "/forge/" + installationID
+	p := "/forge/" + url.PathEscape(installationID) // an installation ARI holds a slash
 	s.mu.Lock()
 	s.tenants[installationID] = &tenant{id: installationID, token: token, forge: true, basePath: p}
 	s.mu.Unlock()
@@ -219,8 +259,12 @@ func (s *Server) authenticate(r *http.Request) (*tenant, string, error) {
 	if len(parts) < 3 || (parts[0] != "site" && parts[0] != "forge") {
 		return nil, "", fmt.Errorf("no site at %s", p)
 	}
+	id, err := url.PathUnescape(parts[1])
+	if err != nil {
+		return nil, "", fmt.Errorf("no site at %s", p)
+	}
 	s.mu.Lock()
-	ten := s.tenants[parts[1]]
+	ten := s.tenants[id]
 	s.mu.Unlock()
 	if ten == nil || ten.forge != (parts[0] == "forge") {
 		return nil, "", fmt.Errorf("no site at %s", p)
@@ -245,7 +289,7 @@ func (s *Server) authenticate(r *http.Request) (*tenant, string, error) {
 		jwt.RegisteredClaims
 		QSH string `json:"qsh"`
 	}
-	_, err := jwt.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) { return []byte(ten.secret), nil },
+	_, err = jwt.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) { return []byte(ten.secret), nil },
 		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithIssuer(s.opts.AppKey), jwt.WithLeeway(30*time.Second))
 	if err != nil {
 		return nil, "", err

@@ -118,3 +118,26 @@ func TestForgeMessagesTimeOut(t *testing.T) {
 		t.Fatalf("a wrong token: %v", err)
 	}
 }
+
+// TestListenForgeARI serves on an address of its own and routes a Forge
+// installation whose id is an ARI (it holds a slash).
+func TestListenForgeARI(t *testing.T) {
+	p, err := platformtest.Listen("127.0.0.1:0", platformtest.Options{AppKey: appKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	id := "ari:cloud:ecosystem::installation/6a1d0b7c-0000-4000-8000-000000000001"
+	inst := platform.ForgeInstallation{APIBaseURL: p.AddForgeInstallation(id, "sys-token"), Token: "sys-token"}
+	p.AddTransfer(platformtest.Transfer{ID: "f-1", Tenant: id, Data: []platform.AppData{{S3Key: "k1"}}})
+	list, err := client().AppDataList(context.Background(), inst, "f-1")
+	if err != nil || len(list) != 1 || list[0].S3Key != "k1" {
+		t.Fatalf("data list %v %v", list, err)
+	}
+	if !p.SettleByPlatform("f-1", platform.Success) || p.SettleByPlatform("f-1", platform.Failed) {
+		t.Fatal("SettleByPlatform settles an in-progress transfer once")
+	}
+	if tr, _ := p.Get("f-1"); tr.Status != platform.Success || tr.SettledBy != "platform" {
+		t.Fatalf("%+v", tr)
+	}
+}

@@ -85,6 +85,9 @@ func (s *Server) progress(t *Transfer, body []byte) (int, any) {
 		(p.Status != platform.InProgress && !p.Final()) {
 		return http.StatusBadRequest, errorReply{"invalid progress"}
 	}
+	if p.Final() {
+		t.SettleCalls++
+	}
 	switch {
 	case t.Status == "TIMED_OUT":
 		t.Refused++
