@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/transferd/transferd/ingest/platform/platformtest"
 )
 
 // Mix says which kind of app the simulated transfers come from.
@@ -151,6 +153,32 @@ type Config struct {
 	// Tokens; default DefaultAppARI.
 	AppARI string
 
+	// Platform, when set, is the simulator's platform REST side (a
+	// platformtest.Server whose AppKey is AppKey): Run registers its
+	// tenants and transfers there and leaves it running. Nil starts one
+	// on PlatformListen for the run, when that is set. With a platform,
+	// Connect tenants are installed with their site there as baseUrl,
+	// Forge tokens name it as app.apiBaseUrl and each Forge event carries
+	// an x-forge-oauth-system token; without one nothing changes.
+	Platform *platformtest.Server
+	// PlatformListen is where Run starts its platform ("127.0.0.1:8082");
+	// empty starts none.
+	PlatformListen string
+	// PlatformTooManyEvery makes a platform Run starts answer every n-th
+	// request 429; 0 is DefaultPlatformTooManyEvery, below 0 never.
+	PlatformTooManyEvery int
+	// UnsentUploads and UnsentTransfers are webhooks kept back, with a
+	// platform: uploads the platform lists whose app-data-uploaded is not
+	// sent, and transfers in progress there of which nothing is sent
+	// (what reconciliation must find).
+	UnsentUploads, UnsentTransfers int
+	// WaitSettled, with a platform, waits after sending up to this long
+	// for the app to settle the errored and cancelled Connect transfers.
+	WaitSettled time.Duration
+	// ExpectSettled makes Result.Err fail when some of them stay
+	// unsettled.
+	ExpectSettled bool
+
 	// RequestTimeout bounds one HTTP request; default
 	// DefaultRequestTimeout.
 	RequestTimeout time.Duration
@@ -271,6 +299,12 @@ func (c Config) validate() error {
 		if s.v < 0 || s.v > 1 || s.v != s.v {
 			return bad("%s share %v is not between 0 and 1", s.name, s.v)
 		}
+	}
+	if c.Platform == nil && c.PlatformListen == "" && (c.UnsentUploads > 0 || c.UnsentTransfers > 0 || c.WaitSettled > 0 || c.ExpectSettled) {
+		return bad("unsent webhooks and waiting for settles need the simulator's platform (--platform-listen)")
+	}
+	if c.UnsentUploads < 0 || c.UnsentTransfers < 0 {
+		return bad("unsent uploads and transfers cannot be negative")
 	}
 	if !strings.HasPrefix(c.AppARI, "ari:cloud:ecosystem::app/") {
 		return bad("Forge app ARI %q: want ari:cloud:ecosystem::app/<uuid>", c.AppARI)

@@ -161,6 +161,12 @@ func (k *KeyServer) SignInstall(clientKey, baseURL, qsh string, ttl time.Duratio
 // JWKS key, iss forge/invocation-token, aud = appARI, app.installationId,
 // iat, nbf and exp = now + ttl (Forge uses about 25 s).
 func (k *KeyServer) SignFIT(appARI, installationID, cloudID string, ttl time.Duration, now time.Time) (string, error) {
+	return k.SignFITAt(appARI, installationID, cloudID, "https://api.atlassian.com/ex/confluence/"+cloudID, ttl, now)
+}
+
+// SignFITAt is SignFIT with the app.apiBaseUrl the token names (the
+// simulator's platform, with Config.PlatformListen).
+func (k *KeyServer) SignFITAt(appARI, installationID, cloudID, apiBaseURL string, ttl time.Duration, now time.Time) (string, error) {
 	var c atlassian.ForgeClaims
 	c.Issuer = atlassian.ForgeIssuer
 	c.Audience = jwt.ClaimStrings{appARI}
@@ -170,7 +176,7 @@ func (k *KeyServer) SignFIT(appARI, installationID, cloudID string, ttl time.Dur
 	c.App.ID = appARI
 	c.App.AppVersion = "1.0.0"
 	c.App.InstallationID = installationID
-	c.App.APIBaseURL = "https://api.atlassian.com/ex/confluence/" + cloudID
+	c.App.APIBaseURL = apiBaseURL
 	c.App.Environment.Type = "DEVELOPMENT"
 	c.App.Environment.ID = "00000000-0000-4000-8000-00000000e000"
 	c.App.Module.Type = "core:trigger"

@@ -62,6 +62,9 @@ type Result struct {
 	// bad requests accepted.
 	Failures []Failure `json:"failures,omitempty"`
 
+	// Platform is what the simulator's platform saw, when it had one.
+	Platform *PlatformResult `json:"platform,omitempty"`
+
 	// Acked lists every acknowledged good event once, by identity.
 	Acked []AckedEvent `json:"-"`
 	// Refused lists every bad request the server refused.
@@ -152,6 +155,9 @@ func (r *Result) Err() error {
 	if r.Bad.Accepted > 0 {
 		problems = append(problems, fmt.Sprintf("%d bad requests were accepted", r.Bad.Accepted))
 	}
+	if r.Platform != nil {
+		problems = append(problems, r.Platform.problems()...)
+	}
 	if len(problems) == 0 {
 		return nil
 	}
@@ -182,6 +188,9 @@ func (r *Result) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "latency:      p50 %s  p90 %s  p99 %s  max %s\n",
 		roundDur(r.Latency.P50), roundDur(r.Latency.P90), roundDur(r.Latency.P99), roundDur(r.Latency.Max))
 	fmt.Fprintf(&b, "answers:      %s\n", statusList(r.Statuses))
+	if r.Platform != nil {
+		r.Platform.writeText(&b)
+	}
 	if r.SeqMismatches > 0 {
 		fmt.Fprintf(&b, "warning:      %d acknowledgements named another stream sequence than the event's first\n", r.SeqMismatches)
 	}

@@ -80,6 +80,12 @@ func newClient(cfg Config) *http.Client {
 // post sends one request and reads the reply. A network error, including a
 // timeout, is returned as the error.
 func (s *sender) post(ctx context.Context, url, auth, contentType string, body []byte) (reply, error) {
+	return s.postAs(ctx, url, auth, "", contentType, body)
+}
+
+// postAs is post with the Forge app system token in x-forge-oauth-system
+// when sysToken is not empty, as Forge sends it with each event.
+func (s *sender) postAs(ctx context.Context, url, auth, sysToken, contentType string, body []byte) (reply, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return reply{}, err
@@ -87,6 +93,9 @@ func (s *sender) post(ctx context.Context, url, auth, contentType string, body [
 	req.Header = http.Header{"Content-Type": {contentType}}
 	if auth != "" {
 		req.Header["Authorization"] = []string{auth}
+	}
+	if sysToken != "" {
+		req.Header["X-Forge-Oauth-System"] = []string{sysToken}
 	}
 	s.requests.Add(1)
 	resp, err := s.client.Do(req)
@@ -165,7 +174,7 @@ func (s *sender) deliver(ctx context.Context, e *event, lat *[]time.Duration) {
 			return
 		}
 		start := time.Now()
-		rep, err := s.post(ctx, url, auth, "application/json", e.body)
+		rep, err := s.postAs(ctx, url, auth, t.tenant.sysToken, "application/json", e.body)
 		if !retryable(rep) {
 			if rep.status != http.StatusOK || !rep.accepted.Accepted {
 				s.fail(e, rep, err)

@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -69,13 +70,23 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	plat, stopPlatform, err := startPlatform(cfg, tenants)
+	if err != nil {
+		return Result{}, err
+	}
+	defer stopPlatform()
+	var platRes *PlatformResult
+	if plat != nil {
+		platRes = platformWorkload(cfg, seed, plat, w)
+		note(cfg.Progress, "simulate: platform on %s (serve --drive --app-key %s settles against it)\n", plat.URL, AppKey)
+	}
 	s, err := newSender(cfg, keys)
 	if err != nil {
 		return Result{}, err
 	}
 	defer s.client.CloseIdleConnections()
 
-	res := Result{Seed: seed, Target: cfg.Target, KeyServer: keys.URL(), Transfers: len(w.transfers), Events: len(w.events)}
+	res := Result{Seed: seed, Target: cfg.Target, KeyServer: keys.URL(), Transfers: len(w.transfers), Events: len(w.events), Platform: platRes}
 	res.Bad.Planned = w.bad
 	for _, t := range w.transfers {
 		if t.original != nil {
@@ -138,6 +149,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		if e.acks.Load() == 0 && len(res.Failures) < keepFailures && !failed(res.Failures, e.id) {
 			res.Failures = append(res.Failures, Failure{ID: e.id, TransferID: e.transfer.id, Kind: e.kind, Message: "not acknowledged before the deadline"})
 		}
+	}
+	if platRes != nil {
+		if cfg.WaitSettled > 0 && ctx.Err() == nil {
+			platRes.waitSettled(ctx, plat, cfg.WaitSettled, func(f string, a ...any) { note(cfg.Progress, f, a...) })
+		}
+		platRes.Settlement(plat)
 	}
 	if err := ctx.Err(); err != nil && res.Unacknowledged > 0 {
 		return res, fmt.Errorf("simulator: stopped before every event was acknowledged: %w", context.Cause(ctx))
@@ -206,7 +223,7 @@ func (s *sender) prepare(ctx context.Context, tenants []*tenant) error {
 func (s *sender) install(ctx context.Context, t *tenant) error {
 	body, _ := json.Marshal(map[string]string{
 		"key": simulatorAppKey, "clientKey": t.issuer, "sharedSecret": string(t.secret),
-		"baseUrl": t.cloudURL, "displayUrl": t.cloudURL, "productType": t.product,
+		"baseUrl": cmp.Or(t.siteURL, t.cloudURL), "displayUrl": t.cloudURL, "productType": t.product,
 		"description": "transferd simulator tenant", "serviceEntitlementNumber": "SEN-" + t.issuer[:8],
 		"eventType": "installed", "cloudId": t.cloudID,
 	})

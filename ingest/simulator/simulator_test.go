@@ -43,6 +43,7 @@ type server struct {
 	url     string
 	journal *journal.Journal
 	tenants *ingest.Registry
+	handler *ingest.Handler
 }
 
 type serverOption func(*ingest.Config, *ingest.Journal)
@@ -76,7 +77,7 @@ func startServer(t *testing.T, opts ...serverOption) *server {
 	hs.Config.Handler = h
 	hs.Start()
 	t.Cleanup(hs.Close)
-	return &server{url: url, journal: j, tenants: reg}
+	return &server{url: url, journal: j, tenants: reg, handler: h}
 }
 
 // config is a small run against s with every feature on.

@@ -23,6 +23,9 @@ type tenant struct {
 	cloudURL string
 	cloudID  string
 	given    bool // a Config.ConnectTenants credential
+	// With the simulator's platform: the Connect baseUrl installed (its
+	// site there), or the Forge app.apiBaseUrl and app system token.
+	siteURL, apiBaseURL, sysToken string
 	reused   bool // kept in Config.TenantsFile by an earlier run
 
 	token   atomic.Pointer[cachedToken]
@@ -144,7 +147,11 @@ func (s *signer) connect(t *tenant, secret []byte, path string, ttl time.Duratio
 }
 
 func (s *signer) forge(t *tenant, ttl time.Duration, now time.Time) (string, error) {
-	tok, err := s.keys.SignFIT(s.appARI, t.issuer, t.cloudID, ttl, now)
+	api := t.apiBaseURL
+	if api == "" {
+		api = "https://api.atlassian.com/ex/confluence/" + t.cloudID
+	}
+	tok, err := s.keys.SignFITAt(s.appARI, t.issuer, t.cloudID, api, ttl, now)
 	if err != nil {
 		return "", err
 	}
