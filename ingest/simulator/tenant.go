@@ -26,7 +26,7 @@ type tenant struct {
 	// With the simulator's platform: the Connect baseUrl installed (its
 	// site there), or the Forge app.apiBaseUrl and app system token.
 	siteURL, apiBaseURL, sysToken string
-	reused   bool // kept in Config.TenantsFile by an earlier run
+	reused                        bool // kept in Config.TenantsFile by an earlier run
 
 	token   atomic.Pointer[cachedToken]
 	expired atomic.Pointer[string] // an expired token stays expired: sign it once
