@@ -57,6 +57,10 @@ type Config struct {
 	// JetStream consumer); beyond it a new stream is answered 503 with
 	// Retry-After. Default DefaultMaxStreams.
 	MaxStreams int
+	// Reconciliation, when set, is what GET /v1/reconciliation shows: the
+	// last reconciliation with the platform (serve --drive
+	// --reconcile-interval). Nil answers that route 404.
+	Reconciliation func() any
 }
 
 // DefaultMaxStreams is Config.MaxStreams's default: well below what one
@@ -149,6 +153,7 @@ func New(ctx context.Context, j *journal.Journal, store Store, cfg Config) (*Ser
 	s.route("GET /v1/transfers/{id}/lineage", s.handleLineage)
 	s.route("GET /v1/migrations/{migrationId}", s.handleMigration)
 	s.route("GET /v1/parked", s.handleParked)
+	s.route("GET /v1/reconciliation", s.handleReconciliation)
 	s.route("GET /v1/stream", s.handleStream)
 	s.route("GET /healthz", s.handleHealth)
 	s.route("GET /readyz", s.handleReady)
