@@ -27,6 +27,7 @@ type driveFlags struct {
 	cancelledStatus     string
 	settleBeforeTimeout time.Duration
 	interval            time.Duration
+	claimant            string // not a flag: serve sets it per data directory
 }
 
 func (f *driveFlags) register(fs *flag.FlagSet) {
@@ -61,6 +62,7 @@ func (f *driveFlags) start(ctx context.Context, log *slog.Logger, j *journal.Jou
 		ErroredStatus:   f.erroredStatus, CancelledStatus: f.cancelledStatus,
 		SettleBeforeTimeout: f.settleBeforeTimeout,
 		Interval:            f.interval,
+		Claimant:            f.claimant,
 		Observe:             func(s driver.Settle) { settles.WithLabelValues(s.Outcome).Inc() },
 		Logger:              log,
 	})

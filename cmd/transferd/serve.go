@@ -46,6 +46,7 @@ type serveConfig struct {
 	natsUsersFile        string
 	noPublish            bool
 	drive                driveFlags
+	reconcile            reconcileFlags
 }
 
 func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdout, stderr io.Writer) error {
@@ -71,6 +72,7 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 	fs.BoolVar(&c.accessLog, "access-log", false, "log every HTTP request at info: method, path, status, bytes, duration, remote address")
 	fs.BoolVar(&c.noPublish, "no-publish", false, "do not publish transfer states on TRANSFERS (for secondary instances; one instance must publish)")
 	c.drive.register(fs)
+	c.reconcile.register(fs)
 	if err := parse(fs, args, getenv); err != nil {
 		return err
 	}
@@ -150,6 +152,11 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 	if err != nil {
 		return err
 	}
+	if c.drive.drive {
+		if c.drive.claimant, err = instanceClaimant(c.store.data); err != nil {
+			return err
+		}
+	}
 	waitDriver, err := c.drive.start(hctx, log, j, store, tenants, metrics)
 	if err != nil {
 		return err
@@ -158,7 +165,15 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 		cancel() // the driver stops with hctx, before the store closes
 		waitDriver()
 	}()
-	query, err := api.New(hctx, j, store, api.Config{Tokens: tokens, Logger: log, Metrics: metrics, MaxStreams: c.maxStreams})
+	reconciliation, waitReconcile, err := c.reconcile.start(hctx, log, &c.drive, store, tenants, in, metrics)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cancel() // the reconciler stops with hctx, before the store closes
+		waitReconcile()
+	}()
+	query, err := api.New(hctx, j, store, api.Config{Tokens: tokens, Logger: log, Metrics: metrics, MaxStreams: c.maxStreams, Reconciliation: reconciliation})
 	if err != nil {
 		return err
 	}

@@ -33,6 +33,7 @@
 package driver
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -87,6 +88,11 @@ type Config struct {
 	// RetryBase and RetryMax bound the backoff between passes that retry
 	// an exhausted settle; defaults 30 seconds and 15 minutes.
 	RetryBase, RetryMax time.Duration
+
+	// Claimant names this driver in its claims; default a random id. A
+	// restarted instance that keeps it (serve: one per data directory)
+	// takes its own claims back at once instead of after the Lease.
+	Claimant string
 
 	// Observe, when set, is told of every settle's outcome.
 	Observe func(Settle)
@@ -163,7 +169,7 @@ func New(cfg Config) (*Driver, error) {
 	var id [8]byte
 	rand.Read(id[:])
 	d := &Driver{
-		cfg: cfg, claimant: hex.EncodeToString(id[:]), log: cfg.Logger,
+		cfg: cfg, claimant: cmp.Or(cfg.Claimant, hex.EncodeToString(id[:])), log: cfg.Logger,
 		busy: map[string]bool{}, retryAt: map[string]time.Time{}, tries: map[string]int{},
 		calls: map[string]platform.Call{},
 	}

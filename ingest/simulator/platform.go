@@ -44,9 +44,12 @@ type PlatformResult struct {
 	// webhooks, timeouts).
 	SettledByApp      map[string]int `json:"settledByApp"`
 	SettledByPlatform int            `json:"settledByPlatform"`
-	// SettledTwice counts transfers the app sent more than one settle
-	// for: it must be 0.
+	// SettledTwice counts transfers the app sent a settle for again after
+	// the platform had answered one: it must be 0. Resent counts those
+	// sent again only after a call cut short (the app could not know
+	// whether it landed; the platform refuses the repeat as settled).
 	SettledTwice int `json:"settledTwice"`
+	Resent       int `json:"resent"`
 	// Unsettled are the owed transfers still in progress.
 	Unsettled []string `json:"unsettled,omitempty"`
 	// Expect: Result.Err fails while Unsettled is not empty
@@ -207,7 +210,7 @@ func cmpOr(a, b string) string {
 // Settlement reads from p who settled r's transfers (it can be called
 // again, after the app has had time to settle).
 func (r *PlatformResult) Settlement(p *platformtest.Server) {
-	r.SettledByApp, r.SettledByPlatform, r.SettledTwice, r.Unsettled = map[string]int{}, 0, 0, nil
+	r.SettledByApp, r.SettledByPlatform, r.SettledTwice, r.Resent, r.Unsettled = map[string]int{}, 0, 0, 0, nil
 	for _, id := range p.Transfers() {
 		t, _ := p.Get(id)
 		switch {
@@ -216,8 +219,11 @@ func (r *PlatformResult) Settlement(p *platformtest.Server) {
 		case t.SettledBy == "platform":
 			r.SettledByPlatform++
 		}
-		if t.SettleCalls > 1 {
+		switch {
+		case t.SettleCalls-t.SettleCallsCut > 1:
 			r.SettledTwice++
+		case t.SettleCalls > 1:
+			r.Resent++
 		}
 	}
 	for _, o := range r.Owing {

@@ -79,15 +79,19 @@ type Transfer struct {
 	Settles, Refused int
 	// SettleCalls counts the final-status progress calls it answered
 	// (accepted or refused): more than one means the app settled twice.
-	SettleCalls  int
-	SettledBy    string // "app" or "platform"
-	Data         []platform.AppData
-	Mappings     map[string]map[string]string // namespace → server id → cloud id
-	Messages     []string                     // Forge uploaded messages to acknowledge
-	Acked        map[string]string            // Forge message id → status
-	LastActivity time.Time                    // the last message status (or the first trigger)
-	Error        *platform.ListenerError
-	Feedback     []json.RawMessage
+	SettleCalls int
+	// SettleCallsCut counts those whose caller had gone (cancelled,
+	// disconnected) by the time the platform answered: the app cannot
+	// know whether they landed, and may rightly send again.
+	SettleCallsCut int
+	SettledBy      string // "app" or "platform"
+	Data           []platform.AppData
+	Mappings       map[string]map[string]string // namespace → server id → cloud id
+	Messages       []string                     // Forge uploaded messages to acknowledge
+	Acked          map[string]string            // Forge message id → status
+	LastActivity   time.Time                    // the last message status (or the first trigger)
+	Error          *platform.ListenerError
+	Feedback       []json.RawMessage
 }
 
 // New starts a Server on loopback.
@@ -243,7 +247,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	status, reply := s.route(ten, r.Method, route, r.URL.Query(), body)
+	status, reply := s.route(r.Context(), ten, r.Method, route, r.URL.Query(), body)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	if reply != nil {

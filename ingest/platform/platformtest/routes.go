@@ -1,6 +1,7 @@
 package platformtest
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -17,7 +18,7 @@ type errorReply struct {
 }
 
 // route answers one authenticated request of ten.
-func (s *Server) route(ten *tenant, method, route string, q url.Values, body []byte) (int, any) {
+func (s *Server) route(ctx context.Context, ten *tenant, method, route string, q url.Values, body []byte) (int, any) {
 	seg := strings.Split(strings.TrimPrefix(route, "/"), "/")
 	for i, v := range seg {
 		if u, err := url.PathUnescape(v); err == nil {
@@ -42,7 +43,14 @@ func (s *Server) route(ten *tenant, method, route string, q url.Values, body []b
 	s.expire(t)
 	switch {
 	case method == http.MethodPost && seg[0] == "progress" && len(seg) == 2 && !ten.forge:
-		return s.progress(t, body)
+		status, reply := s.progress(t, body)
+		if ctx.Err() != nil && status != http.StatusBadRequest && t.SettleCalls > 0 {
+			var p platform.Progress
+			if json.Unmarshal(body, &p) == nil && p.Final() {
+				t.SettleCallsCut++
+			}
+		}
+		return status, reply
 	case method == http.MethodPost && seg[0] == "message" && len(seg) == 3 && seg[2] == "status" && ten.forge:
 		return s.messageStatus(t, body)
 	}
