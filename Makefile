@@ -25,21 +25,29 @@ DEV_FLAGS ?= --forge-app-ari ari:cloud:ecosystem::app/00000000-0000-4000-8000-00
 run: build
 	$(BIN) serve --data $(DATA) $(DEV_FLAGS)
 
-## demo: serve on the embedded default under $(DEMO_DATA), play $(DEMO_TRANSFERS)
-## transfers against it with simulate, then keep serving the dashboard until Ctrl-C
+## demo: serve on the embedded default under $(DEMO_DATA) with --drive (settling
+## errored and cancelled transfers, reconciling with the platform), play
+## $(DEMO_TRANSFERS) transfers against it with simulate, which also serves the
+## platform's REST side on $(DEMO_PLATFORM), wait until transferd has settled them,
+## then keep serving the dashboard until Ctrl-C
 DEMO_DATA      ?= ./data-demo
 DEMO_LISTEN    ?= 127.0.0.1:8080
 DEMO_TRANSFERS ?= 300
+DEMO_PLATFORM  ?= 127.0.0.1:8082
+DEMO_DRIVE     ?= --drive --app-key com.example.transferd-simulator --settle-errored --settle-cancelled \
+	--drive-interval 2s --reconcile-interval 10s
 demo: build
 	@set -eu; \
-	$(BIN) serve --data $(DEMO_DATA) --listen $(DEMO_LISTEN) $(DEV_FLAGS) & pid=$$!; \
+	$(BIN) serve --data $(DEMO_DATA) --listen $(DEMO_LISTEN) $(DEV_FLAGS) $(DEMO_DRIVE) & pid=$$!; \
 	trap 'kill $$pid 2>/dev/null || true; wait $$pid 2>/dev/null || true' EXIT; \
 	trap 'exit 130' INT TERM; \
 	i=0; until curl -fsS -o /dev/null http://$(DEMO_LISTEN)/healthz 2>/dev/null; do \
 	  kill -0 $$pid 2>/dev/null || { echo "serve exited: is $(DEMO_LISTEN) in use?" >&2; exit 1; }; \
 	  i=$$((i+1)); [ $$i -lt 300 ] || { echo "serve not healthy after 30 s" >&2; exit 1; }; sleep 0.1; \
 	done; \
-	$(BIN) simulate --target http://$(DEMO_LISTEN) --transfers $(DEMO_TRANSFERS) || echo "simulate reported problems (above)" >&2; \
+	$(BIN) simulate --target http://$(DEMO_LISTEN) --transfers $(DEMO_TRANSFERS) --platform-listen $(DEMO_PLATFORM) \
+	  --platform-unsent-uploads 2 --platform-unsent-transfers 1 --wait-settled 60s --expect-settled \
+	  || echo "simulate reported problems (above)" >&2; \
 	echo; echo "open http://$(DEMO_LISTEN)/ and log in with token dev-token  (Ctrl-C stops serve)"; \
 	wait $$pid
 

@@ -173,6 +173,12 @@ func (r *Reconciler) Pass(ctx context.Context) Reconciliation {
 		recent, err := r.cfg.Client.RecentTransfers(ctx, platform.ConnectSite{BaseURL: ten.BaseURL, Secret: []byte(ten.SharedSecret)})
 		if err != nil {
 			fail("transfer/recent of tenant %s: %v", ten.ClientKey, err)
+			// Keep what an earlier pass found there, unless it arrived since.
+			for _, u := range prev.UnknownTransfers {
+				if _, err := r.cfg.Store.Transfer(u.TransferID); u.Tenant == ten.ClientKey && errors.Is(err, projections.ErrNotFound) {
+					out.UnknownTransfers = append(out.UnknownTransfers, u)
+				}
+			}
 			continue
 		}
 		for _, rt := range recent {
@@ -211,8 +217,15 @@ func (r *Reconciler) Pass(ctx context.Context) Reconciliation {
 				out.Transfers++
 				list, err := r.cfg.Client.AppDataList(ctx, target, t.TransferID)
 				if err != nil {
-					if !errors.Is(err, platform.ErrSettled) && !errors.Is(err, platform.ErrNotFound) {
-						fail("data list of %s: %v", t.TransferID, err)
+					if errors.Is(err, platform.ErrSettled) || errors.Is(err, platform.ErrNotFound) {
+						continue
+					}
+					fail("data list of %s: %v", t.TransferID, err)
+					// Keep what an earlier pass found, unless it arrived since.
+					for _, u := range prev.MissingUploads {
+						if u.TransferID == t.TransferID && !slices.ContainsFunc(t.Uploads, func(x engine.Upload) bool { return x.Key == u.S3Key }) {
+							out.MissingUploads = append(out.MissingUploads, u)
+						}
 					}
 					continue
 				}

@@ -66,6 +66,14 @@ func TestReconcileFindsWhatOnlyThePlatformKnows(t *testing.T) {
 	if last := rc.Last(); last.Passes != 2 || len(last.MissingUploads) != 1 {
 		t.Errorf("Last %+v", last)
 	}
+
+	// The platform goes away: the pass reports the errors and keeps what
+	// earlier passes found.
+	r.plat.Close()
+	gone := rc.Pass(r.ctx)
+	if len(gone.Errors) == 0 || len(gone.MissingUploads) != 1 || gone.MissingUploads[0].S3Key != "k-new" || len(gone.UnknownTransfers) != 1 {
+		t.Errorf("a pass without the platform %+v", gone)
+	}
 }
 
 // TestReconcileReportsPlatformErrors: a tenant whose site refuses the
