@@ -29,13 +29,13 @@ run: build
 ## errored and cancelled transfers, reconciling with the platform), play
 ## $(DEMO_TRANSFERS) transfers against it with simulate, which also serves the
 ## platform's REST side on $(DEMO_PLATFORM), wait until transferd has settled them,
-## then keep serving the dashboard until Ctrl-C
+## then keep serving the dashboard and the platform until Ctrl-C
 DEMO_DATA      ?= ./data-demo
 DEMO_LISTEN    ?= 127.0.0.1:8080
 DEMO_TRANSFERS ?= 300
 DEMO_PLATFORM  ?= 127.0.0.1:8082
 DEMO_DRIVE     ?= --drive --app-key com.example.transferd-simulator --settle-errored --settle-cancelled \
-	--drive-interval 2s --reconcile-interval 10s
+	--drive-interval 2s --reconcile-interval 5s
 demo: build
 	@set -eu; \
 	$(BIN) serve --data $(DEMO_DATA) --listen $(DEMO_LISTEN) $(DEV_FLAGS) $(DEMO_DRIVE) & pid=$$!; \
@@ -45,10 +45,13 @@ demo: build
 	  kill -0 $$pid 2>/dev/null || { echo "serve exited: is $(DEMO_LISTEN) in use?" >&2; exit 1; }; \
 	  i=$$((i+1)); [ $$i -lt 300 ] || { echo "serve not healthy after 30 s" >&2; exit 1; }; sleep 0.1; \
 	done; \
+	echo "open http://$(DEMO_LISTEN)/ and log in with token dev-token; what reconciliation found:"; \
+	echo "  curl -H 'Authorization: Bearer dev-token' http://$(DEMO_LISTEN)/v1/reconciliation  (Ctrl-C stops it all)"; \
 	$(BIN) simulate --target http://$(DEMO_LISTEN) --transfers $(DEMO_TRANSFERS) --platform-listen $(DEMO_PLATFORM) \
 	  --platform-unsent-uploads 2 --platform-unsent-transfers 1 --wait-settled 60s --expect-settled \
-	  || echo "simulate reported problems (above)" >&2; \
-	echo; echo "open http://$(DEMO_LISTEN)/ and log in with token dev-token  (Ctrl-C stops serve)"; \
+	  --platform-linger 24h & spid=$$!; \
+	trap 'kill $$spid $$pid 2>/dev/null || true; wait $$spid $$pid 2>/dev/null || true' EXIT; \
+	wait $$spid || echo "simulate reported problems (above)" >&2; \
 	wait $$pid
 
 ## test: vet, then every test with the race detector

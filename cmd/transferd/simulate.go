@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/transferd/transferd/ingest"
 	"github.com/transferd/transferd/ingest/simulator"
@@ -52,6 +53,7 @@ func runSimulate(ctx context.Context, args []string, getenv env, _ io.Reader, st
 		tenants      listFlag
 		expectFile   string
 		asJSON       bool
+		linger       time.Duration
 		shortConcSet bool
 	)
 	fs.StringVar(&cfg.Target, "target", simulator.DefaultTarget, "base `URL` of the transferd server")
@@ -85,6 +87,7 @@ func runSimulate(ctx context.Context, args []string, getenv env, _ io.Reader, st
 	fs.IntVar(&cfg.UnsentTransfers, "platform-unsent-transfers", 0, "with --platform-listen, `number` of transfers in progress on the platform of which no\nwebhook is sent")
 	fs.DurationVar(&cfg.WaitSettled, "wait-settled", 0, "with --platform-listen, wait up to this long after sending for the app to settle the\nerrored and cancelled Connect transfers, then report who settled what")
 	fs.BoolVar(&cfg.ExpectSettled, "expect-settled", false, "with --platform-listen, fail when an errored or cancelled Connect transfer stays unsettled\n(for serve --drive --settle-errored --settle-cancelled)")
+	fs.DurationVar(&linger, "platform-linger", 0, "with --platform-listen, keep serving the platform this long after the summary (or until\ninterrupted), so that serve's driver and reconciliation can still call it")
 	fs.BoolVar(&asJSON, "json", false, "print the summary as JSON")
 	fs.DurationVar(&cfg.Timeout, "timeout", simulator.DefaultTimeout, "give up on events not acknowledged after this long (the whole run)")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", simulator.DefaultRequestTimeout, "limit of one request (the platform waits 5 s)")
@@ -111,6 +114,23 @@ func runSimulate(ctx context.Context, args []string, getenv env, _ io.Reader, st
 		cfg.ConnectTenants = append(cfg.ConnectTenants, c)
 	}
 	cfg.Progress, cfg.ProgressTerminal = stderr, writerIsTerminal(stderr)
+	if linger > 0 && cfg.PlatformListen != "" {
+		p, err := simulator.StartPlatform(cfg.PlatformListen, 0)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		cfg.Platform = p
+		defer func() {
+			fmt.Fprintf(stderr, "simulate: keeping the platform on %s for %s (interrupt to stop)\n", p.URL, linger)
+			t := time.NewTimer(linger)
+			defer t.Stop()
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+		}()
+	}
 
 	res, err := simulator.Run(ctx, cfg)
 	switch {

@@ -248,7 +248,7 @@ func (r *Reconciler) Pass(ctx context.Context) Reconciliation {
 		return a.TransferID < b.TransferID || a.TransferID == b.TransferID && a.S3Key < b.S3Key
 	})
 	out.At = r.cfg.Now().UTC()
-	if len(out.UnknownTransfers)+len(out.MissingUploads) > 0 {
+	if n := len(out.UnknownTransfers) + len(out.MissingUploads); n > 0 && (len(out.UnknownTransfers) != len(prev.UnknownTransfers) || len(out.MissingUploads) != len(prev.MissingUploads)) {
 		r.cfg.Logger.Warn("reconciliation: the platform knows more than the journal", "unknownTransfers", len(out.UnknownTransfers),
 			"missingUploads", len(out.MissingUploads))
 	}

@@ -73,6 +73,16 @@ type OwedSettle struct {
 	TransferID, Reason string
 }
 
+// StartPlatform starts the simulator's platform on addr as Run does for
+// Config.PlatformListen (tooManyEvery as Config.PlatformTooManyEvery), for
+// a caller that keeps it serving after Run returns.
+func StartPlatform(addr string, tooManyEvery int) (*platformtest.Server, error) {
+	if tooManyEvery == 0 {
+		tooManyEvery = DefaultPlatformTooManyEvery
+	}
+	return platformtest.Listen(addr, platformtest.Options{AppKey: AppKey, TooManyEvery: max(tooManyEvery, 0)})
+}
+
 // startPlatform starts (or takes) the platform of cfg and registers the
 // tenants on it: Connect sites as their baseUrl, Forge installations'
 // apiBaseUrl and app system token. Nil when cfg has none.
@@ -82,11 +92,7 @@ func startPlatform(cfg Config, tenants []*tenant) (p *platformtest.Server, stop 
 	case cfg.Platform != nil:
 		p = cfg.Platform
 	case cfg.PlatformListen != "":
-		every := cfg.PlatformTooManyEvery
-		if every == 0 {
-			every = DefaultPlatformTooManyEvery
-		}
-		if p, err = platformtest.Listen(cfg.PlatformListen, platformtest.Options{AppKey: AppKey, TooManyEvery: max(every, 0)}); err != nil {
+		if p, err = StartPlatform(cfg.PlatformListen, cfg.PlatformTooManyEvery); err != nil {
 			return nil, nil, err
 		}
 		stop = p.Close
