@@ -39,6 +39,21 @@ none, register the Connect tenants first (transferd tenants add) and name
 them with --tenant clientKey:secret. These serve flags trust a local
 simulator: never use them in production.
 
+With --platform-listen it also plays the platform's REST side there
+(statefully: the first settle wins and later ones get 403, a lower percent
+is ignored, app data is gone once settled, 429 now and then, Forge
+transfers fail without a message status for 15 minutes): its Connect
+tenants are installed with their site there as baseUrl and Forge events
+name it as app.apiBaseUrl, with an x-forge-oauth-system token, so that
+
+  transferd serve … --drive --app-key ` + simulator.AppKey + ` \
+    --settle-errored --settle-cancelled --reconcile-interval 30s
+
+settles against it (make demo does this). --wait-settled and
+--expect-settled report and check who settled what;
+--platform-unsent-uploads and --platform-unsent-transfers keep webhooks
+back for reconciliation to find. Without the flag nothing changes.
+
 Progress goes to stderr (on a terminal every second, elsewhere at each
 10 % step, each line news), the summary to stdout (--json for JSON); --expect
 writes what every transfer must end up as, for tests. The exit status is 1
