@@ -57,8 +57,8 @@ func TestAuthEveryRoute(t *testing.T) {
 			})
 		}
 	}
-	if v1 != 7 { // GET /v1/parked added for finding 10.A
-		t.Errorf("Routes() has %d /v1 routes, want 7", v1)
+	if v1 != 8 { // GET /v1/parked added for finding 10.A, GET /v1/reconciliation for issue 12
+		t.Errorf("Routes() has %d /v1 routes, want 8", v1)
 	}
 	// Either configured token works.
 	for _, tok := range []string{"other-token", apitest.Token} {
