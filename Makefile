@@ -59,9 +59,13 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-## bench: every benchmark once, with allocations
+## bench: every benchmark once, with allocations; then the ingest figures
+## on the platform's shape ($(BENCH_EVENTS) events of N/4.4 transfers, 20
+## tenants), each as a ratio to its ceiling measured in the same run
+BENCH_EVENTS ?= 100000
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+	$(GO) test -run '^$$' -bench . -skip '^BenchmarkDurability$$' -benchmem -count 1 ./...
+	$(GO) test -run '^$$' -bench '^BenchmarkDurability$$' -benchtime $(BENCH_EVENTS)x -count 1 ./ingest/
 
 ## fuzz: each fuzz target for $(FUZZTIME)
 fuzz:

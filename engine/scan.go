@@ -216,24 +216,34 @@ func appendCanonical(dst, v []byte) []byte {
 	v = bytes.TrimSpace(v)
 	switch v[0] {
 	case '{':
+		// Keys without escapes (nearly all) are compared and written as
+		// they stand; only the others are decoded.
 		type member struct {
-			key string
+			key []byte // decoded
 			val []byte
 		}
-		var ms []member
-		eachMember(v, func(k, val []byte) { ms = append(ms, member{unquote(k), val}) })
-		slices.SortStableFunc(ms, func(a, b member) int { return strings.Compare(a.key, b.key) })
+		var buf [16]member
+		ms := buf[:0]
+		ScanObject(v, func(k, val []byte) bool {
+			key := k[1 : len(k)-1]
+			if !plain(key) {
+				key = []byte(unquote(k))
+			}
+			ms = append(ms, member{key, val})
+			return true
+		})
+		slices.SortStableFunc(ms, func(a, b member) int { return bytes.Compare(a.key, b.key) })
 		dst = append(dst, '{')
 		first := true
 		for i, m := range ms {
-			if i+1 < len(ms) && ms[i+1].key == m.key {
+			if i+1 < len(ms) && bytes.Equal(ms[i+1].key, m.key) {
 				continue // a later duplicate wins
 			}
 			if !first {
 				dst = append(dst, ',')
 			}
 			first = false
-			dst = appendQuoted(dst, m.key)
+			dst = appendQuotedBytes(dst, m.key)
 			dst = append(dst, ':')
 			dst = appendCanonical(dst, m.val)
 		}
@@ -250,9 +260,23 @@ func appendCanonical(dst, v []byte) []byte {
 		})
 		return append(dst, ']')
 	case '"':
+		if plain(v[1 : len(v)-1]) { // its minimal escaping is itself
+			return append(dst, v...)
+		}
 		return appendQuoted(dst, unquote(v))
 	}
 	return append(dst, v...)
+}
+
+// appendQuotedBytes is appendQuoted of a []byte, without copying one that
+// needs no escapes.
+func appendQuotedBytes(dst, s []byte) []byte {
+	if plain(s) && bytes.IndexByte(s, '"') < 0 {
+		dst = append(dst, '"')
+		dst = append(dst, s...)
+		return append(dst, '"')
+	}
+	return appendQuoted(dst, string(s))
 }
 
 // appendQuoted writes s as a JSON string escaping only what JSON requires.

@@ -94,3 +94,23 @@ func FuzzCanonical(f *testing.F) {
 		}
 	})
 }
+
+// TestCanonicalForms pins the canonical form, on which every stored
+// event's Digest (and the identity of events without messageId) rests:
+// appendCanonical writes keys and strings without escapes as they stand
+// and decodes only the others, and must write the same bytes either way.
+func TestCanonicalForms(t *testing.T) {
+	for in, want := range map[string]string{
+		`{ "b" : 1, "a" : "x" }`:                `{"a":"x","b":1}`,
+		`{"a\"b":1,"a":2}`:                      `{"a":2,"a\"b":1}`,
+		`{"\u0061":1,"a":2}`:                    `{"a":2}`,
+		`{"a":2,"\u0061":1}`:                    `{"a":1}`,
+		`{"k":"\u00e9\n\/"}`:                    `{"k":"é\u000a/"}`,
+		`{"k\\":"q\"","é":["x",{"z":1,"y":2}]}`: `{"k\\":"q\"","é":["x",{"y":2,"z":1}]}`,
+		`{"k":"caf\u00e9","l":"café"}`:          `{"k":"café","l":"café"}`,
+	} {
+		if got := string(appendCanonical(nil, []byte(in))); got != want {
+			t.Errorf("canonical of %s = %s, want %s", in, got, want)
+		}
+	}
+}

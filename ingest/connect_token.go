@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/transferd/transferd/api/httperr"
+	"github.com/transferd/transferd/engine"
 	"github.com/transferd/transferd/ingest/atlassian"
 )
 
@@ -235,20 +235,8 @@ func newParser(alg string, leeway time.Duration, opts ...jwt.ParserOption) *jwt.
 // may not be valid for longer than MaxTokenLifetime, counted from iat, or
 // from now when it has none.
 func checkTimes(raw string, c *jwt.RegisteredClaims, leeway time.Duration) error {
-	var times struct{ Exp, Iat, Nbf json.RawMessage }
-	if _, payload, ok := strings.Cut(raw, "."); ok {
-		payload, _, _ = strings.Cut(payload, ".")
-		if b, err := base64.RawURLEncoding.DecodeString(payload); err == nil {
-			json.Unmarshal(b, &times)
-		}
-	}
-	for _, f := range []struct {
-		name string
-		raw  json.RawMessage
-	}{{"exp", times.Exp}, {"iat", times.Iat}, {"nbf", times.Nbf}} {
-		if len(f.raw) > 0 && f.raw[0] == '"' {
-			return authErr(httperr.CodeMalformedToken, "token claim "+f.name+" must be a number of seconds, not a string", nil)
-		}
+	if name := stringTime(raw); name != "" {
+		return authErr(httperr.CodeMalformedToken, "token claim "+name+" must be a number of seconds, not a string", nil)
 	}
 	from := time.Now()
 	if c.IssuedAt != nil {
@@ -258,6 +246,37 @@ func checkTimes(raw string, c *jwt.RegisteredClaims, leeway time.Duration) error
 		return authErr(httperr.CodeTokenExpired, fmt.Sprintf("token is valid for longer than %v (exp − iat); sign tokens that expire sooner", MaxTokenLifetime), nil)
 	}
 	return nil
+}
+
+// stringTime returns the name of the first of exp, iat and nbf that the
+// payload of the verified token raw holds as a string, or "". It reads the
+// claims as encoding/json decodes them into the claims (names matched
+// without regard to case, the last of duplicates winning), with the
+// scanner Parse uses instead of a second decode.
+func stringTime(raw string) string {
+	_, payload, _ := strings.Cut(raw, ".")
+	payload, _, _ = strings.Cut(payload, ".")
+	b, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil {
+		return ""
+	}
+	names := [3]string{"exp", "iat", "nbf"}
+	var isString [3]bool
+	engine.ScanObject(b, func(key, val []byte) bool {
+		name, _, ok := engine.CutString(key)
+		for i, n := range names {
+			if ok && strings.EqualFold(name, n) {
+				isString[i] = len(val) > 0 && val[0] == '"'
+			}
+		}
+		return true
+	})
+	for i, n := range names {
+		if isString[i] {
+			return n
+		}
+	}
+	return ""
 }
 
 // tokenError maps an error of jwt's parser to an *AuthError. tok is the

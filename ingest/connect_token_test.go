@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -264,6 +265,27 @@ func BenchmarkConnectVerify(b *testing.B) {
 	for b.Loop() {
 		if _, err := v.Verify(r); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestStringTime: the times read as encoding/json decodes them into the
+// claims, names matched without regard to case or escapes, the last of
+// duplicates winning.
+func TestStringTime(t *testing.T) {
+	enc := base64.RawURLEncoding
+	for payload, want := range map[string]string{
+		`{"exp":1,"iat":2,"nbf":3}`:             "",
+		`{"exp":"1"}`:                           "exp",
+		`{"EXP":"1"}`:                           "exp",
+		`{"\u0069at":"1"}`:                      "iat",
+		`{"nbf":"1","nbf":1}`:                   "",
+		`{"nbf":1,"Nbf":"1"}`:                   "nbf",
+		`{"iss":"x","sub":{"exp":"1"},"exp":1}`: "",
+	} {
+		raw := enc.EncodeToString([]byte(`{"alg":"HS256"}`)) + "." + enc.EncodeToString([]byte(payload)) + ".sig"
+		if got := stringTime(raw); got != want {
+			t.Errorf("stringTime(%s) = %q, want %q", payload, got, want)
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -37,9 +38,12 @@ func streamMsgsDir(storeDir, stream string) string {
 }
 
 // syncer makes the embedded store's acknowledged writes durable. A writer
-// waits for a sync of the stream it wrote to; one goroutine syncs, in
-// rounds, the files of every stream waited for since the previous round
-// began. The calls made while a round runs share the next.
+// waits for a sync of the stream it wrote to; the syncer syncs, in rounds,
+// the files of every stream waited for since the previous round began. Up
+// to maxSyncRounds rounds overlap: the next gathers, and starts, while one
+// is syncing, so a write waits for about one round, not for the rest of
+// the one in progress and then its own. The calls made while
+// maxSyncRounds rounds run share the next.
 type syncer struct {
 	streams map[string]*streamFiles // fixed at newSyncer
 	stats   *commitCounters
@@ -57,12 +61,20 @@ type syncer struct {
 	wake   chan struct{}
 	done   chan struct{}
 
-	took time.Duration // owned by loop: how long the last round's syncs took
+	took   atomic.Int64   // how long the last round's syncs took, in ns
+	rounds sync.WaitGroup // the rounds syncing
+	slots  chan struct{}  // one per round syncing, up to maxSyncRounds
+	// syncing, when set (by tests), is called as a round begins to sync a
+	// stream's files.
+	syncing func(stream string)
 
-	// files is held while the streams' files are synced, and by the
-	// recovery while it rewrites them.
-	files sync.Mutex
+	// files is held shared while a round syncs the streams' files, and
+	// exclusively by the recovery while it rewrites them.
+	files sync.RWMutex
 }
+
+// maxSyncRounds is how many rounds sync at the same time at most.
+const maxSyncRounds = 2
 
 // epoch counts the writes begun between two rounds and not yet waiting
 // for a sync. A round lets the writes begun before it join it, for at most
@@ -88,12 +100,20 @@ func (e *epoch) leave() {
 	}
 }
 
-// streamFiles are the message blocks of one stream. Only the syncer's
-// goroutine uses them.
+// streamFiles are the message blocks of one stream, synced by the
+// syncer's rounds (maxSyncRounds at a time at most).
 type streamFiles struct {
-	dir    string
-	every  bool     // sync every block, not only the newest: the stream rewrites old ones (a KV bucket)
-	blocks []uint64 // the block indexes at the last round
+	dir   string
+	every bool // sync every block, not only the newest: the stream rewrites old ones (a KV bucket)
+
+	mu     sync.Mutex
+	blocks []uint64 // the block indexes known synced, with the directory
+}
+
+func (f *streamFiles) known() []uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.blocks
 }
 
 // round is one sync, and the calls it answers.
@@ -115,6 +135,7 @@ func newSyncer(storeDir string, every map[string]bool, stats *commitCounters, lo
 		cur:     newEpoch(),
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
+		slots:   make(chan struct{}, maxSyncRounds),
 	}
 	for name, e := range every {
 		f := &streamFiles{dir: streamMsgsDir(storeDir, name), every: e}
@@ -188,7 +209,7 @@ func (s *syncer) suspend(err error) {
 	s.failed = err
 	s.mu.Unlock()
 	s.files.Lock()
-	s.files.Unlock() //nolint:staticcheck // waits for the round in progress
+	s.files.Unlock() //nolint:staticcheck // waits for the rounds in progress
 }
 
 // resume lets syncs succeed again, once the recovery has rewritten every
@@ -198,7 +219,9 @@ func (s *syncer) resume() {
 	s.files.Lock()
 	for _, f := range s.streams {
 		if blocks, err := listBlocks(f.dir); err == nil {
+			f.mu.Lock()
 			f.blocks = blocks
+			f.mu.Unlock()
 		}
 	}
 	s.files.Unlock()
@@ -221,19 +244,12 @@ func (s *syncer) close() {
 
 func (s *syncer) loop() {
 	defer close(s.done)
+	defer s.rounds.Wait()
 	gather := time.NewTimer(time.Hour)
 	gather.Stop()
 	for {
 		s.mu.Lock()
 		asked, closed := s.next != nil, s.closed
-		var e *epoch
-		if asked {
-			e, s.cur = s.cur, newEpoch()
-			e.sealed = true
-			if e.n == 0 {
-				close(e.joined)
-			}
-		}
 		s.mu.Unlock()
 		if !asked {
 			if closed {
@@ -242,7 +258,16 @@ func (s *syncer) loop() {
 			<-s.wake
 			continue
 		}
-		if wait := min(s.took, maxGather); wait > 0 && !closed {
+		s.slots <- struct{}{} // wait while maxSyncRounds rounds sync
+		s.mu.Lock()
+		e := s.cur
+		s.cur = newEpoch()
+		e.sealed = true
+		if e.n == 0 {
+			close(e.joined)
+		}
+		s.mu.Unlock()
+		if wait := min(time.Duration(s.took.Load()), maxGather); wait > 0 && !closed {
 			gather.Reset(wait)
 			select {
 			case <-e.joined:
@@ -256,41 +281,55 @@ func (s *syncer) loop() {
 		s.next, s.dirty = nil, map[string]bool{}
 		s.mu.Unlock()
 		if failed != nil {
+			<-s.slots
 			r.err = failed
 			close(r.done)
 			continue
 		}
-		start := time.Now()
-		s.files.Lock()
-		for _, name := range slices.Sorted(maps.Keys(dirty)) {
-			f := s.streams[name]
-			if err := f.sync(); err != nil {
-				// After a failed fsync the kernel may have dropped the dirty
-				// pages: a later fsync could succeed without them. Refuse
-				// until the recovery has rewritten what may be lost (see
-				// recovery).
-				r.err = fmt.Errorf("sync %s: %w", f.dir, err)
-				s.mu.Lock()
-				if s.failed == nil {
-					s.failed = r.err
-				}
-				onFail := s.onFail
-				s.mu.Unlock()
-				if s.log != nil {
-					s.log.Error("journal: a sync to disk failed; every append fails until the store is recovered", "err", err)
-				}
-				if onFail != nil {
-					onFail(r.err)
-				}
-				break
-			}
-		}
-		s.files.Unlock()
-		s.took = time.Since(start)
-		s.stats.syncs.Add(1)
-		s.stats.synced.Add(r.calls)
-		close(r.done)
+		s.rounds.Add(1)
+		go func() {
+			defer s.rounds.Done()
+			s.round(r, dirty)
+			<-s.slots
+		}()
 	}
+}
+
+// round syncs the files of the dirty streams, then answers r's calls.
+func (s *syncer) round(r *round, dirty map[string]bool) {
+	start := time.Now()
+	s.files.RLock()
+	for _, name := range slices.Sorted(maps.Keys(dirty)) {
+		if s.syncing != nil {
+			s.syncing(name)
+		}
+		f := s.streams[name]
+		if err := f.sync(); err != nil {
+			// After a failed fsync the kernel may have dropped the dirty
+			// pages: a later fsync could succeed without them. Refuse
+			// until the recovery has rewritten what may be lost (see
+			// recovery).
+			r.err = fmt.Errorf("sync %s: %w", f.dir, err)
+			s.mu.Lock()
+			if s.failed == nil {
+				s.failed = r.err
+			}
+			onFail := s.onFail
+			s.mu.Unlock()
+			if s.log != nil {
+				s.log.Error("journal: a sync to disk failed; every append fails until the store is recovered", "err", err)
+			}
+			if onFail != nil {
+				onFail(r.err)
+			}
+			break
+		}
+	}
+	s.files.RUnlock()
+	s.took.Store(int64(time.Since(start)))
+	s.stats.syncs.Add(1)
+	s.stats.synced.Add(r.calls)
+	close(r.done)
 }
 
 // sync syncs the blocks that may hold messages written since the last
@@ -299,17 +338,18 @@ func (s *syncer) loop() {
 // those are synced, found without listing the directory. With every,
 // every block is.
 func (f *streamFiles) sync() error {
-	if f.every || len(f.blocks) == 0 {
+	known := f.known()
+	if f.every || len(known) == 0 {
 		return f.syncAll()
 	}
-	last := f.blocks[len(f.blocks)-1]
+	last := known[len(known)-1]
 	if err := syncPath(f.blockPath(last)); err != nil {
 		if errors.Is(err, fs.ErrNotExist) { // purged or compacted
 			return f.syncAll()
 		}
 		return err
 	}
-	added := false
+	var added []uint64
 	for b := last + 1; ; b++ {
 		err := syncPath(f.blockPath(b))
 		if errors.Is(err, fs.ErrNotExist) {
@@ -318,11 +358,22 @@ func (f *streamFiles) sync() error {
 		if err != nil {
 			return err
 		}
-		f.blocks, added = append(f.blocks, b), true
+		added = append(added, b)
 	}
-	if added {
-		return syncPath(f.dir)
+	if len(added) == 0 {
+		return nil
 	}
+	if err := syncPath(f.dir); err != nil {
+		return err
+	}
+	// Another round may have found some of them too.
+	f.mu.Lock()
+	for _, b := range added {
+		if n := len(f.blocks); n == 0 || b > f.blocks[n-1] {
+			f.blocks = append(f.blocks, b)
+		}
+	}
+	f.mu.Unlock()
 	return nil
 }
 
@@ -332,7 +383,7 @@ func (f *streamFiles) syncAll() error {
 	if err != nil {
 		return err
 	}
-	changed := !slices.Equal(blocks, f.blocks)
+	changed := !slices.Equal(blocks, f.known())
 	for _, b := range blocks {
 		err := syncPath(f.blockPath(b))
 		if errors.Is(err, fs.ErrNotExist) { // removed since the listing
@@ -348,7 +399,9 @@ func (f *streamFiles) syncAll() error {
 			return err
 		}
 	}
+	f.mu.Lock()
 	f.blocks = blocks
+	f.mu.Unlock()
 	return nil
 }
 

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/transferd/transferd/engine/journal/internal/faultfs"
 )
@@ -114,5 +116,50 @@ func TestSyncerFailureSticks(t *testing.T) {
 	}
 	if err := s.sync(ctx, "S", nil); err == nil || err.Error() != first.Error() {
 		t.Errorf("sync after a failure: %v, want %v", err, first)
+	}
+}
+
+// TestSyncerRoundsOverlap: a round does not wait for the one syncing before
+// it, so a slow sync of one stream does not hold up the writes to another
+// (or the next writes to the same one).
+func TestSyncerRoundsOverlap(t *testing.T) {
+	store := t.TempDir()
+	for _, name := range []string{"A", "B"} {
+		if err := os.MkdirAll(streamMsgsDir(store, name), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var stats commitCounters
+	s, err := newSyncer(store, map[string]bool{"A": true, "B": true}, &stats, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	inA, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free() // before s.close, which waits for the round
+	s.syncing = func(stream string) {
+		if stream == "A" {
+			close(inA)
+			<-release
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	doneA := make(chan error, 1)
+	go func() { doneA <- s.sync(ctx, "A", nil) }()
+	<-inA
+	if err := s.sync(ctx, "B", nil); err != nil {
+		t.Fatalf("sync of B while a round syncs A: %v", err)
+	}
+	select {
+	case err := <-doneA:
+		t.Fatalf("the round syncing A ended before it was released: %v", err)
+	default:
+	}
+	free()
+	if err := <-doneA; err != nil {
+		t.Fatal(err)
 	}
 }
