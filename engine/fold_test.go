@@ -43,6 +43,10 @@ func lifecycle(tb testing.TB, base time.Time) []*engine.Event {
 	for i, b := range []string{
 		`{"eventType":"platform-called","transferId":"t-2","messageId":"a1","op":"progress","status":"IN_PROGRESS","percent":40,"outcome":"ok","httpStatus":200,"attempts":1,"at":"2026-11-23T10:00:09Z"}`,
 		`{"eventType":"platform-called","transferId":"t-2","messageId":"a2","op":"settle","status":"INCOMPLETE","message":"cancellation requested","outcome":"exhausted","httpStatus":503,"attempts":8,"error":"platform: 503","at":"2026-11-23T10:00:10Z"}`,
+		`{"eventType":"upload-reported","transferId":"t-2","messageId":"a3","key":"k-a","status":"failed","attempt":1,"message":"timeout","by":"importer","at":"2026-11-23T10:00:11Z"}`,
+		`{"eventType":"upload-reported","transferId":"t-2","messageId":"a4","key":"k-a","status":"done","attempt":2,"final":true,"by":"importer","at":"2026-11-23T10:00:12Z"}`,
+		`{"eventType":"upload-reported","transferId":"t-2","messageId":"a5","key":"k-b","status":"failed","attempt":1,"final":true,"message":"bad file","by":"importer","at":"2026-11-23T10:00:13Z"}`,
+		`{"eventType":"platform-called","transferId":"t-2","messageId":"a6","op":"forge.status","status":"SUCCESS","messageIds":["e3"],"outcome":"ok","httpStatus":200,"attempts":1,"at":"2026-11-23T10:00:14Z"}`,
 	} {
 		e := mustParse(tb, engine.SourceApp, b)
 		e.Issuer = "install-1"
@@ -100,7 +104,7 @@ func TestFoldGolden(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Errorf("view differs from %s:\n%s", golden, got)
 	}
-	if tr.Phase != engine.PhaseCancellationRequested || tr.Version != 10 || tr.NeedsAction() != "settle" {
+	if tr.Phase != engine.PhaseCancellationRequested || tr.Version != 14 || tr.NeedsAction() != "settle" {
 		t.Errorf("phase %s version %d needsAction %q", tr.Phase, tr.Version, tr.NeedsAction())
 	}
 	if d := tr.Deadlines(); d.SettleBy == nil || !d.SettleBy.Equal(base.Add(6*time.Second+time.Hour)) {
@@ -168,7 +172,7 @@ func genEvents(t *rapid.T) []*engine.Event {
 			p := map[string]any{"transferId": id}
 			evSrc := src
 			switch {
-			case k == engine.KindPlatformCalled:
+			case k == engine.KindPlatformCalled || k == engine.KindUploadReported:
 				evSrc = engine.SourceApp
 				p["eventType"] = string(k)
 			case src == engine.SourceConnect:
@@ -215,6 +219,19 @@ func genEvents(t *rapid.T) []*engine.Event {
 				p["httpStatus"] = rapid.SampledFrom([]int{0, 200, 403, 503}).Draw(t, "httpStatus")
 				p["error"] = rapid.SampledFrom([]string{"", "e1", "e2"}).Draw(t, "callError")
 				p["at"] = time.Unix(1_800_000_000+int64(rapid.IntRange(0, 3).Draw(t, "callAt")), 0).UTC()
+				if p["op"] == "forge.status" {
+					p["status"] = rapid.SampledFrom([]string{"SUCCESS", "FAILED"}).Draw(t, "ackStatus")
+					p["messageIds"] = []string{fmt.Sprintf("%s-m%d", id, rapid.IntRange(0, 3).Draw(t, "ackOf"))}
+				}
+			case engine.KindUploadReported:
+				// Importers' reports, often on the same upload and attempt.
+				p["key"] = rapid.SampledFrom([]string{"k1", "k2", "k3"}).Draw(t, "reportKey")
+				p["status"] = rapid.SampledFrom([]string{"done", "failed", "requeued"}).Draw(t, "workStatus")
+				p["attempt"] = rapid.IntRange(1, 3).Draw(t, "attempt")
+				p["final"] = rapid.Bool().Draw(t, "final")
+				p["message"] = rapid.SampledFrom([]string{"", "m1", "m2"}).Draw(t, "workMessage")
+				p["by"] = rapid.SampledFrom([]string{"importer", "operator"}).Draw(t, "by")
+				p["at"] = time.Unix(1_800_000_000+int64(rapid.IntRange(0, 2).Draw(t, "reportAt")), 0).UTC()
 			}
 			body, err := json.Marshal(p)
 			if err != nil {
