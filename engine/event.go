@@ -175,8 +175,11 @@ func workRank(s string) int {
 // attempt, then status (failed < done < requeued), then final, time and
 // message, so that the fold does not depend on the order of reports.
 type UploadWork struct {
-	Status  string    `json:"status"`
-	Attempt int       `json:"attempt"`
+	Status  string `json:"status"`
+	Attempt int    `json:"attempt"`
+	// Since is the attempt of the last requeue before this report (the
+	// attempt budget counts from it); 0 before any.
+	Since   int       `json:"since,omitempty"`
 	Final   bool      `json:"final,omitempty"`
 	Message string    `json:"message,omitempty"`
 	By      string    `json:"by,omitempty"` // importer, operator or transferd
@@ -198,6 +201,8 @@ func (w *UploadWork) after(v *UploadWork) bool {
 		return w.At.After(v.At)
 	case w.Message != v.Message:
 		return w.Message > v.Message
+	case w.Since != v.Since:
+		return w.Since > v.Since
 	}
 	return w.By > v.By
 }

@@ -530,6 +530,8 @@ func parseReport(payload []byte) (*UploadReport, error) {
 		return nil, invalid("status", "must be done, failed or requeued")
 	case r.Attempt < 1 || r.Attempt > 1_000_000:
 		return nil, invalid("attempt", "must be 1 to 1000000")
+	case r.Since < 0 || r.Since > r.Attempt:
+		return nil, invalid("since", "must be 0 to attempt")
 	case len(r.Message) > maxCallText:
 		return nil, invalid("message", "at most 4096 bytes")
 	case r.By != "" && checkToken("by", r.By, 32) != nil:
