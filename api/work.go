@@ -63,7 +63,7 @@ func workErr(err error) error {
 	case errors.Is(err, driver.ErrTenantMismatch):
 		return &Error{Code: httperr.CodeTenantMismatch, Message: "the transfer belongs to another tenant than the token's"}
 	case errors.Is(err, driver.ErrInvalid):
-		return &Error{Code: httperr.CodeInvalidRequest, Param: "body", Message: err.Error()}
+		return &Error{Code: httperr.CodeInvalidRequest, Param: "body", Message: "body: " + err.Error()}
 	case errors.Is(err, driver.ErrConflict):
 		return &Error{Code: httperr.CodeConflict, Message: err.Error()}
 	}
