@@ -150,16 +150,17 @@ func (s *Server) handleRequeue(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// handleDeadLetters serves GET /v1/dead-letters.
+// handleDeadLetters serves GET /v1/dead-letters: an empty list when
+// importer work is off.
 func (s *Server) handleDeadLetters(w http.ResponseWriter, r *http.Request) error {
 	if _, err := values(r); err != nil {
 		return err
 	}
-	wk, err := s.work()
-	if err != nil {
-		return err
+	if s.cfg.Work == nil { // importer work is off: nothing is listed
+		writeJSON(w, http.StatusOK, DeadLetterList{DeadLetters: []driver.DeadLetter{}})
+		return nil
 	}
-	dl, err := wk.DeadLetters(scopeOf(r))
+	dl, err := s.cfg.Work.DeadLetters(scopeOf(r))
 	if err != nil {
 		return workErr(err)
 	}
