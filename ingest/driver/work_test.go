@@ -3,6 +3,7 @@ package driver_test
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/transferd/transferd/ingest/driver"
 	"github.com/transferd/transferd/ingest/platform"
 	"github.com/transferd/transferd/ingest/platform/platformtest"
+	"github.com/transferd/transferd/projections"
 )
 
 const (
@@ -369,5 +371,67 @@ func TestForgeMessageStatus(t *testing.T) {
 	}
 	if n := r.requests("/message/f-1/status"); n != 3 {
 		t.Errorf("%d message-status requests, want 3", n)
+	}
+}
+
+// TestRestartSendsNothingTwice: after a settle and Forge message statuses
+// went through, a restart with a fresh projection (rebuilt from the
+// journal by a new projector) and a new driver sends nothing again.
+func TestRestartSendsNothingTwice(t *testing.T) {
+	r := newRig(t)
+	r.tenant("tenant-a", "secret-a")
+	api := r.plat.AddForgeInstallation("inst-1", "tok-1")
+	api = r.front.URL + api[len(r.plat.URL):]
+	creds := func(string) (platform.ForgeInstallation, bool) {
+		return platform.ForgeInstallation{APIBaseURL: api, Token: "tok-1"}, true
+	}
+	r.transfer("tenant-a", "c-1", body(triggered, "c-1"), fmt.Sprintf(uploaded, "c-1", "u1", "k1"), body(exported, "c-1"))
+	r.forgeTransfer("inst-1", "f-1", "a")
+	w := r.work(driver.WorkConfig{})
+	for it := r.claim(w, ""); it != nil; it = r.claim(w, "") {
+		r.report(w, it, driver.WorkReport{Status: "done"})
+	}
+	cfg := driver.Config{SettleDone: true, Progress: true, ForgeCredential: creds}
+	r.pass(r.driver(cfg))
+	settles, acks := r.requests("/progress/c-1 {\"status\":\"SUCCESS\""), r.requests("/message/f-1/status")
+	if settles != 1 || acks != 1 {
+		t.Fatalf("first run: %d settles, %d acks", settles, acks)
+	}
+
+	// A new projection, rebuilt from the journal, and a new driver.
+	store, err := projections.Open(filepath.Join(t.TempDir(), "again.db"), projections.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proj, err := projections.Start(r.ctx, r.j, store, projections.ProjectorOptions{NoPublish: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		proj.Stop()
+		<-proj.Closed()
+		store.Close()
+	}()
+	last, err := r.j.LastSeq(r.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Wait(r.ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	old := r.store
+	r.store = store
+	d := r.driver(cfg)
+	r.store = old
+	for range 2 {
+		if _, err := d.Pass(r.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s, a := r.requests("/progress/c-1 {\"status\":\"SUCCESS\""), r.requests("/message/f-1/status"); s != 1 || a != 1 {
+		t.Errorf("after a restart: %d settles, %d acks", s, a)
+	}
+	if pt := r.platform("c-1"); pt.Settles != 1 || pt.Refused != 0 {
+		t.Errorf("platform %+v", pt)
 	}
 }
