@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -336,6 +337,61 @@ func BenchmarkParse(b *testing.B) {
 	for b.Loop() {
 		if _, err := engine.Parse(engine.SourceForge, raw); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestFoldUploadWork: an upload's work is the greatest report: a later
+// attempt beats an earlier one, a requeue beats the dead letter of its
+// attempt, done beats failed within an attempt, whatever the order; a
+// report of a key never announced is not an announced upload.
+func TestFoldUploadWork(t *testing.T) {
+	report := func(id, status string, attempt int, final bool) *engine.Event {
+		e := mustParse(t, engine.SourceApp, fmt.Sprintf(`{"eventType":"upload-reported","transferId":"t","messageId":%q,"key":"k","status":%q,"attempt":%d,"final":%t,"at":"2026-11-23T10:00:00Z"}`, id, status, attempt, final))
+		e.Issuer = "tenant-a"
+		return e
+	}
+	up := mustParse(t, engine.SourceConnect, `{"eventType":"app-data-uploaded","transferId":"t","messageId":"u","s3Key":"k","label":"l"}`)
+	up.Issuer, up.ReceivedAt = "tenant-a", time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name    string
+		events  []*engine.Event
+		status  string
+		attempt int
+		dead    bool
+	}{
+		{"dead", []*engine.Event{report("r1", "failed", 1, false), report("r2", "failed", 2, true)}, "failed", 2, true},
+		{"requeued", []*engine.Event{report("r2", "failed", 2, true), report("q", "requeued", 2, false)}, "requeued", 2, false},
+		{"after requeue", []*engine.Event{report("q", "requeued", 2, false), report("r3", "failed", 3, false), report("r2", "failed", 2, true)}, "failed", 3, false},
+		{"done beats failed", []*engine.Event{report("d", "done", 1, true), report("f", "failed", 1, true)}, "done", 1, false},
+	} {
+		for _, order := range [][]*engine.Event{append([]*engine.Event{up}, tc.events...), append(slices.Clone(tc.events), up)} {
+			tr := engine.Fold("t", order)
+			if len(tr.Uploads) != 1 || tr.Uploads[0].ReceivedAt == nil || tr.Uploads[0].Label != "l" {
+				t.Fatalf("%s: uploads %+v", tc.name, tr.Uploads)
+			}
+			w := tr.Uploads[0].Work
+			if w == nil || w.Status != tc.status || w.Attempt != tc.attempt || w.Dead() != tc.dead {
+				t.Errorf("%s: work %+v, want %s attempt %d dead %t", tc.name, w, tc.status, tc.attempt, tc.dead)
+			}
+		}
+	}
+	tr := engine.Fold("t", []*engine.Event{report("r", "done", 1, true)})
+	if len(tr.Uploads) != 1 || tr.Uploads[0].ReceivedAt != nil {
+		t.Errorf("a report alone: %+v", tr.Uploads)
+	}
+	if e := mustParse(t, engine.SourceConnect, `{"eventType":"upload-reported","transferId":"t","key":"k","status":"done","attempt":1,"at":"2026-11-23T10:00:00Z"}`); e.Kind != engine.KindUnknown || e.Report != nil {
+		t.Errorf("a Connect payload passed for a report: kind %s", e.Kind)
+	}
+	for _, bad := range []string{
+		`{"eventType":"upload-reported","transferId":"t","key":"","status":"done","attempt":1,"at":"2026-11-23T10:00:00Z"}`,
+		`{"eventType":"upload-reported","transferId":"t","key":"k","status":"lost","attempt":1,"at":"2026-11-23T10:00:00Z"}`,
+		`{"eventType":"upload-reported","transferId":"t","key":"k","status":"done","attempt":0,"at":"2026-11-23T10:00:00Z"}`,
+		`{"eventType":"upload-reported","transferId":"t","key":"k","status":"done","attempt":1,"since":2,"at":"2026-11-23T10:00:00Z"}`,
+		`{"eventType":"upload-reported","transferId":"t","key":"k","status":"done","attempt":1}`,
+	} {
+		if _, err := engine.Parse(engine.SourceApp, []byte(bad)); err == nil {
+			t.Errorf("accepted %s", bad)
 		}
 	}
 }
