@@ -12,16 +12,44 @@ import (
 
 // tokens are the configured API tokens, kept as SHA-256 digests so that a
 // comparison takes the same time whatever the presented token's length.
-type tokens struct{ sums [][sha256.Size]byte }
+// Tenant-scoped tokens are kept apart (scoped, tenants): they never sign
+// in to the dashboard.
+type tokens struct {
+	sums    [][sha256.Size]byte
+	scoped  [][sha256.Size]byte
+	tenants []string
+}
 
-func newTokens(list []string) tokens {
+func newTokens(list []string, scoped []ScopedToken) tokens {
 	var t tokens
 	for _, s := range list {
 		if s = strings.TrimSpace(s); s != "" {
 			t.sums = append(t.sums, sha256.Sum256([]byte(s)))
 		}
 	}
+	for _, st := range scoped {
+		if s := strings.TrimSpace(st.Token); s != "" && st.Tenant != "" {
+			t.scoped = append(t.scoped, sha256.Sum256([]byte(s)))
+			t.tenants = append(t.tenants, st.Tenant)
+		}
+	}
 	return t
+}
+
+// scope returns the tenant of presented when it is a tenant-scoped token,
+// comparing against every one in constant time.
+func (t tokens) scope(presented string) (string, bool) {
+	sum := sha256.Sum256([]byte(presented))
+	at := -1
+	for i := range t.scoped {
+		if subtle.ConstantTimeCompare(sum[:], t.scoped[i][:]) == 1 {
+			at = i
+		}
+	}
+	if at < 0 {
+		return "", false
+	}
+	return t.tenants[at], true
 }
 
 // valid reports whether presented is one of the tokens. It compares the
@@ -57,19 +85,24 @@ const CookieName = "transferd_token"
 
 // authorize checks the request's bearer token or, when there is no
 // Authorization header, its sign-in cookie against ss.
-func (t tokens) authorize(r *http.Request, ss *sessions) error {
+// A tenant-scoped token also passes; its tenant is returned (else "").
+func (t tokens) authorize(r *http.Request, ss *sessions) (string, error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		return authorizeCookie(r, ss)
+		return "", authorizeCookie(r, ss)
 	}
 	scheme, tok, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return errNoToken
+		return "", errNoToken
 	}
-	if !t.valid(strings.TrimSpace(tok)) {
-		return errBadToken
+	tok = strings.TrimSpace(tok)
+	if t.valid(tok) {
+		return "", nil
 	}
-	return nil
+	if tenant, ok := t.scope(tok); ok {
+		return tenant, nil
+	}
+	return "", errBadToken
 }
 
 // authorizeCookie checks the sign-in cookie: it must name an open

@@ -28,7 +28,7 @@ func TestAuthEveryRoute(t *testing.T) {
 	v1 := 0
 	for _, route := range env.API.Routes() {
 		method, path, _ := strings.Cut(route, " ")
-		path = strings.NewReplacer("{id}", "t-1", "{migrationId}", "mig-1", "{$}", "").Replace(path)
+		path = strings.NewReplacer("{id}", "t-1", "{migrationId}", "mig-1", "{key}", "k-1", "{$}", "").Replace(path)
 		if !strings.HasPrefix(path, "/v1/") {
 			t.Run(route, func(t *testing.T) {
 				if status, body := do(t, env, method, path, ""); status != http.StatusOK && status != http.StatusServiceUnavailable {
@@ -57,8 +57,8 @@ func TestAuthEveryRoute(t *testing.T) {
 			})
 		}
 	}
-	if v1 != 8 { // GET /v1/parked added for finding 10.A, GET /v1/reconciliation for issue 12
-		t.Errorf("Routes() has %d /v1 routes, want 8", v1)
+	if v1 != 12 { // GET /v1/parked added for finding 10.A; GET /v1/reconciliation and the 4 work routes for issue 12
+		t.Errorf("Routes() has %d /v1 routes, want 12", v1)
 	}
 	// Either configured token works.
 	for _, tok := range []string{"other-token", apitest.Token} {

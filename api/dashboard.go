@@ -179,7 +179,7 @@ func (s *Server) handleTransferPage(w http.ResponseWriter, r *http.Request) (int
 // serveShell renders d for a signed-in request, else the sign-in form
 // that comes back to this page.
 func (s *Server) serveShell(w http.ResponseWriter, r *http.Request, d pageData) (int, error) {
-	if s.tokens.authorize(r, s.logins) != nil {
+	if tenant, err := s.tokens.authorize(r, s.logins); err != nil || tenant != "" {
 		return s.renderLogin(w, http.StatusOK, nextOf(r.URL.EscapedPath()), "")
 	}
 	d.Phases, d.Kinds = engine.Phases, engine.Kinds

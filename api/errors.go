@@ -56,7 +56,9 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	case http.StatusUnauthorized:
 		h.Set("WWW-Authenticate", wwwAuthenticate(err))
 	case http.StatusMethodNotAllowed:
-		h.Set("Allow", "GET, HEAD")
+		if h.Get("Allow") == "" {
+			h.Set("Allow", "GET, HEAD")
+		}
 	}
 	switch {
 	case r.Context().Err() != nil:

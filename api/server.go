@@ -33,6 +33,12 @@ type Config struct {
 	// Tokens are the API tokens accepted on /v1 routes. Empty strings are
 	// ignored; with none, every /v1 request is refused.
 	Tokens []string
+	// ScopedTokens are tenant-scoped API tokens, for importers: accepted
+	// on the work routes only, which then show and take only that
+	// tenant's work (another tenant's transfer is 403 tenant_mismatch).
+	ScopedTokens []ScopedToken
+	// Work is the importers' work queue; nil answers the work routes 404.
+	Work Work
 	// Logger receives failures (error) and refusals (debug); nil discards.
 	Logger *slog.Logger
 	// Metrics to record into and serve at /metrics; nil creates them. The
@@ -134,12 +140,12 @@ func New(ctx context.Context, j *journal.Journal, store Store, cfg Config) (*Ser
 		store:   store,
 		log:     cfg.Logger,
 		metrics: cfg.Metrics,
-		tokens:  newTokens(cfg.Tokens),
+		tokens:  newTokens(cfg.Tokens, cfg.ScopedTokens),
 		logins:  newSessions(),
 		limiter: newLoginLimiter(),
 		mux:     http.NewServeMux(),
 	}
-	if len(s.tokens.sums) == 0 {
+	if len(s.tokens.sums) == 0 && len(s.tokens.scoped) == 0 {
 		s.log.Warn("no API token configured: every /v1 request will be refused (serve: set --api-token or --api-token-file)")
 	}
 	if err := s.metrics.reg.Register(newProjectorCollector(s)); err != nil {
@@ -155,6 +161,10 @@ func New(ctx context.Context, j *journal.Journal, store Store, cfg Config) (*Ser
 	s.route("GET /v1/parked", s.handleParked)
 	s.route("GET /v1/reconciliation", s.handleReconciliation)
 	s.route("GET /v1/stream", s.handleStream)
+	s.routeWork("POST /v1/work/claim", s.handleClaim)
+	s.routeWork("POST /v1/transfers/{id}/uploads/{key}/report", s.handleReport)
+	s.routeWork("POST /v1/transfers/{id}/uploads/{key}/requeue", s.handleRequeue)
+	s.routeWork("GET /v1/dead-letters", s.handleDeadLetters)
 	s.route("GET /healthz", s.handleHealth)
 	s.route("GET /readyz", s.handleReady)
 	s.route("GET /metrics", s.serveMetrics)
@@ -221,15 +231,32 @@ func (s *Server) leaveStream() {
 // recording the request's metrics, and answers other methods on its path
 // with a JSON 405.
 func (s *Server) route(pattern string, fn func(http.ResponseWriter, *http.Request) error) {
+	s.handle(pattern, fn, false)
+}
+
+// routeWork is route for a work route, which tenant-scoped tokens may use
+// too (scopeOf tells the handler the tenant).
+func (s *Server) routeWork(pattern string, fn func(http.ResponseWriter, *http.Request) error) {
+	s.handle(pattern, fn, true)
+}
+
+func (s *Server) handle(pattern string, fn func(http.ResponseWriter, *http.Request) error, scoped bool) {
 	s.routes = append(s.routes, pattern)
-	path := strings.TrimPrefix(pattern, "GET ")
+	method, path, _ := strings.Cut(pattern, " ")
 	auth := strings.HasPrefix(path, "/v1/")
 	rm := s.metrics.route(pattern)
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		var err error
 		if auth {
-			err = s.tokens.authorize(r, s.logins)
+			var tenant string
+			tenant, err = s.tokens.authorize(r, s.logins)
+			switch {
+			case err == nil && tenant != "" && !scoped:
+				err = errScopedToken
+			case err == nil && tenant != "":
+				r = r.WithContext(context.WithValue(r.Context(), scopeKey{}, tenant))
+			}
 		}
 		if err == nil {
 			err = fn(w, r)
@@ -241,6 +268,11 @@ func (s *Server) route(pattern string, fn func(http.ResponseWriter, *http.Reques
 		rm.observe(status, time.Since(start))
 	})
 	s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		if method != http.MethodGet {
+			w.Header().Set("Allow", method)
+			writeError(w, r, s.log, &Error{Code: httperr.CodeMethodNotAllowed, Message: r.Method + " is not allowed on " + r.URL.Path + ": use " + method})
+			return
+		}
 		writeError(w, r, s.log, &Error{Code: httperr.CodeMethodNotAllowed, Message: r.Method + " is not allowed on " + r.URL.Path + ": the query API is read-only (GET)"})
 	})
 }

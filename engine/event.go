@@ -39,6 +39,9 @@ const (
 	// KindPlatformCalled is a call transferd made to the platform for the
 	// transfer and its answer (SourceApp only).
 	KindPlatformCalled Kind = "platform-called"
+	// KindUploadReported is an importer's (or an operator's) report on the
+	// work of one upload: done, failed, or requeued (SourceApp only).
+	KindUploadReported Kind = "upload-reported"
 	KindUnknown        Kind = "unknown"
 )
 
@@ -46,7 +49,7 @@ const (
 var Kinds = []Kind{
 	KindListenerTriggered, KindAppDataUploaded, KindEventFileListUploaded,
 	KindExportPhaseCompleted, KindListenerErrored, KindCancellationRequested,
-	KindTransferSettled, KindPlatformCalled, KindUnknown,
+	KindTransferSettled, KindPlatformCalled, KindUploadReported, KindUnknown,
 }
 
 // Valid reports whether k is one of Kinds.
@@ -92,6 +95,7 @@ type Event struct {
 	Error              *TransferError
 	SettlementStatus   string        // transfer-settled only, when the payload names one
 	Call               *PlatformCall // platform-called only
+	Report             *UploadReport // upload-reported only
 
 	// ClientKeys are the Connect migrationDetails client keys other than
 	// "unknown" (jiraClientKey, confluenceClientKey), for tenant checks.
@@ -137,6 +141,77 @@ type Upload struct {
 	// Kind is "event-file-list" for simplified-migration file lists and
 	// empty for ordinary app data.
 	Kind string `json:"kind,omitempty"`
+	// MessageIDs are the messageIds of the events that announced the
+	// upload (sorted, a set): the Forge messages to acknowledge.
+	MessageIDs []string `json:"messageIds,omitempty"`
+	// ReceivedAt is the earliest receipt of such an event.
+	ReceivedAt *time.Time `json:"receivedAt,omitempty"`
+	// Work is the importers' work on the upload as reported (the greatest
+	// report); absent while none was made.
+	Work *UploadWork `json:"work,omitempty"`
+}
+
+// The statuses of an upload's work.
+const (
+	WorkFailed   = "failed"   // the attempt failed; Final: for good (a dead letter)
+	WorkDone     = "done"     // imported
+	WorkRequeued = "requeued" // a dead letter put back to work by an operator
+)
+
+// workRank orders the statuses within one attempt.
+func workRank(s string) int {
+	switch s {
+	case WorkFailed:
+		return 1
+	case WorkDone:
+		return 2
+	case WorkRequeued:
+		return 3
+	}
+	return 0
+}
+
+// UploadWork is the state of an upload's work: the greatest report, by
+// attempt, then status (failed < done < requeued), then final, time and
+// message, so that the fold does not depend on the order of reports.
+type UploadWork struct {
+	Status  string `json:"status"`
+	Attempt int    `json:"attempt"`
+	// Since is the attempt of the last requeue before this report (the
+	// attempt budget counts from it); 0 before any.
+	Since   int       `json:"since,omitempty"`
+	Final   bool      `json:"final,omitempty"`
+	Message string    `json:"message,omitempty"`
+	By      string    `json:"by,omitempty"` // importer, operator or transferd
+	At      time.Time `json:"at"`
+}
+
+// Dead reports whether the upload failed for good.
+func (w *UploadWork) Dead() bool { return w != nil && w.Status == WorkFailed && w.Final }
+
+func (w *UploadWork) after(v *UploadWork) bool {
+	switch {
+	case w.Attempt != v.Attempt:
+		return w.Attempt > v.Attempt
+	case workRank(w.Status) != workRank(v.Status):
+		return workRank(w.Status) > workRank(v.Status)
+	case w.Final != v.Final:
+		return w.Final
+	case !w.At.Equal(v.At):
+		return w.At.After(v.At)
+	case w.Message != v.Message:
+		return w.Message > v.Message
+	case w.Since != v.Since:
+		return w.Since > v.Since
+	}
+	return w.By > v.By
+}
+
+// UploadReport is the payload of an upload-reported event beyond
+// eventType, transferId and messageId.
+type UploadReport struct {
+	Key string `json:"key"`
+	UploadWork
 }
 
 // TransferError is what a listener-errored event says about the exception

@@ -27,6 +27,11 @@ func (t *Transfer) Apply(e *Event) bool {
 		// transferd's own action: the source, phase and receipt times
 		// stay the platform's.
 		t.applyCall(e.Call)
+		if r := e.Report; r != nil {
+			w := r.UploadWork
+			w.At = w.At.UTC()
+			t.addUpload(Upload{Key: r.Key, Work: &w})
+		}
 		return true
 	}
 	t.Source = Source(minString(string(t.Source), string(e.Source)))
@@ -50,7 +55,14 @@ func (t *Transfer) Apply(e *Event) bool {
 		}
 	case KindAppDataUploaded, KindEventFileListUploaded:
 		if e.Upload != nil {
-			t.addUpload(*e.Upload)
+			u := *e.Upload
+			if e.MessageID != "" {
+				u.MessageIDs = []string{e.MessageID}
+			}
+			if !e.ReceivedAt.IsZero() {
+				u.ReceivedAt = minTime(nil, e.ReceivedAt)
+			}
+			t.addUpload(u)
 		}
 	case KindExportPhaseCompleted:
 		t.ExportCompleted = true
@@ -93,6 +105,13 @@ func (t *Transfer) applyCall(c *PlatformCall) {
 		f := &AppCallFailure{Status: c.Status, Outcome: c.Outcome, HTTPStatus: c.HTTPStatus, Error: c.Error, At: c.At.UTC()}
 		if t.AppSettleFailure == nil || f.after(t.AppSettleFailure) {
 			t.AppSettleFailure = f
+		}
+	case c.Op == "forge.status" && c.Outcome == OutcomeOK && (c.Status == "SUCCESS" || c.Status == "FAILED"):
+		if t.ForgeAcks == nil {
+			t.ForgeAcks = make(map[string]string, len(c.MessageIDs))
+		}
+		for _, id := range c.MessageIDs {
+			t.ForgeAcks[id] = minString(t.ForgeAcks[id], c.Status)
 		}
 	case c.Op == "progress" && c.Outcome == OutcomeOK:
 		if t.Progress == nil {
@@ -141,9 +160,33 @@ func Fold(id string, events []*Event) *Transfer {
 func (t *Transfer) addUpload(u Upload) {
 	i := sort.Search(len(t.Uploads), func(i int) bool { return t.Uploads[i].Key >= u.Key })
 	if i < len(t.Uploads) && t.Uploads[i].Key == u.Key {
-		t.Uploads[i].Label = minString(t.Uploads[i].Label, u.Label)
-		t.Uploads[i].Kind = minString(t.Uploads[i].Kind, u.Kind)
+		o := &t.Uploads[i]
+		o.Label = minString(o.Label, u.Label)
+		o.Kind = minString(o.Kind, u.Kind)
+		for _, id := range u.MessageIDs {
+			j := sort.SearchStrings(o.MessageIDs, id)
+			if j == len(o.MessageIDs) || o.MessageIDs[j] != id {
+				o.MessageIDs = append(o.MessageIDs, "")
+				copy(o.MessageIDs[j+1:], o.MessageIDs[j:])
+				o.MessageIDs[j] = id
+			}
+		}
+		if u.ReceivedAt != nil {
+			o.ReceivedAt = minTime(o.ReceivedAt, *u.ReceivedAt)
+		}
+		if u.Work != nil && (o.Work == nil || u.Work.after(o.Work)) {
+			w := *u.Work
+			o.Work = &w
+		}
 		return
+	}
+	if u.Work != nil {
+		w := *u.Work
+		u.Work = &w
+	}
+	u.MessageIDs = append([]string(nil), u.MessageIDs...)
+	if len(u.MessageIDs) == 0 {
+		u.MessageIDs = nil
 	}
 	t.Uploads = append(t.Uploads, Upload{})
 	copy(t.Uploads[i+1:], t.Uploads[i:])

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -43,6 +44,10 @@ func lifecycle(tb testing.TB, base time.Time) []*engine.Event {
 	for i, b := range []string{
 		`{"eventType":"platform-called","transferId":"t-2","messageId":"a1","op":"progress","status":"IN_PROGRESS","percent":40,"outcome":"ok","httpStatus":200,"attempts":1,"at":"2026-11-23T10:00:09Z"}`,
 		`{"eventType":"platform-called","transferId":"t-2","messageId":"a2","op":"settle","status":"INCOMPLETE","message":"cancellation requested","outcome":"exhausted","httpStatus":503,"attempts":8,"error":"platform: 503","at":"2026-11-23T10:00:10Z"}`,
+		`{"eventType":"upload-reported","transferId":"t-2","messageId":"a3","key":"k-a","status":"failed","attempt":1,"message":"timeout","by":"importer","at":"2026-11-23T10:00:11Z"}`,
+		`{"eventType":"upload-reported","transferId":"t-2","messageId":"a4","key":"k-a","status":"done","attempt":2,"final":true,"by":"importer","at":"2026-11-23T10:00:12Z"}`,
+		`{"eventType":"upload-reported","transferId":"t-2","messageId":"a5","key":"k-b","status":"failed","attempt":1,"final":true,"message":"bad file","by":"importer","at":"2026-11-23T10:00:13Z"}`,
+		`{"eventType":"platform-called","transferId":"t-2","messageId":"a6","op":"forge.status","status":"SUCCESS","messageIds":["e3"],"outcome":"ok","httpStatus":200,"attempts":1,"at":"2026-11-23T10:00:14Z"}`,
 	} {
 		e := mustParse(tb, engine.SourceApp, b)
 		e.Issuer = "install-1"
@@ -100,7 +105,7 @@ func TestFoldGolden(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Errorf("view differs from %s:\n%s", golden, got)
 	}
-	if tr.Phase != engine.PhaseCancellationRequested || tr.Version != 10 || tr.NeedsAction() != "settle" {
+	if tr.Phase != engine.PhaseCancellationRequested || tr.Version != 14 || tr.NeedsAction() != "settle" {
 		t.Errorf("phase %s version %d needsAction %q", tr.Phase, tr.Version, tr.NeedsAction())
 	}
 	if d := tr.Deadlines(); d.SettleBy == nil || !d.SettleBy.Equal(base.Add(6*time.Second+time.Hour)) {
@@ -168,7 +173,7 @@ func genEvents(t *rapid.T) []*engine.Event {
 			p := map[string]any{"transferId": id}
 			evSrc := src
 			switch {
-			case k == engine.KindPlatformCalled:
+			case k == engine.KindPlatformCalled || k == engine.KindUploadReported:
 				evSrc = engine.SourceApp
 				p["eventType"] = string(k)
 			case src == engine.SourceConnect:
@@ -215,6 +220,19 @@ func genEvents(t *rapid.T) []*engine.Event {
 				p["httpStatus"] = rapid.SampledFrom([]int{0, 200, 403, 503}).Draw(t, "httpStatus")
 				p["error"] = rapid.SampledFrom([]string{"", "e1", "e2"}).Draw(t, "callError")
 				p["at"] = time.Unix(1_800_000_000+int64(rapid.IntRange(0, 3).Draw(t, "callAt")), 0).UTC()
+				if p["op"] == "forge.status" {
+					p["status"] = rapid.SampledFrom([]string{"SUCCESS", "FAILED"}).Draw(t, "ackStatus")
+					p["messageIds"] = []string{fmt.Sprintf("%s-m%d", id, rapid.IntRange(0, 3).Draw(t, "ackOf"))}
+				}
+			case engine.KindUploadReported:
+				// Importers' reports, often on the same upload and attempt.
+				p["key"] = rapid.SampledFrom([]string{"k1", "k2", "k3"}).Draw(t, "reportKey")
+				p["status"] = rapid.SampledFrom([]string{"done", "failed", "requeued"}).Draw(t, "workStatus")
+				p["attempt"] = rapid.IntRange(1, 3).Draw(t, "attempt")
+				p["final"] = rapid.Bool().Draw(t, "final")
+				p["message"] = rapid.SampledFrom([]string{"", "m1", "m2"}).Draw(t, "workMessage")
+				p["by"] = rapid.SampledFrom([]string{"importer", "operator"}).Draw(t, "by")
+				p["at"] = time.Unix(1_800_000_000+int64(rapid.IntRange(0, 2).Draw(t, "reportAt")), 0).UTC()
 			}
 			body, err := json.Marshal(p)
 			if err != nil {
@@ -319,6 +337,61 @@ func BenchmarkParse(b *testing.B) {
 	for b.Loop() {
 		if _, err := engine.Parse(engine.SourceForge, raw); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestFoldUploadWork: an upload's work is the greatest report: a later
+// attempt beats an earlier one, a requeue beats the dead letter of its
+// attempt, done beats failed within an attempt, whatever the order; a
+// report of a key never announced is not an announced upload.
+func TestFoldUploadWork(t *testing.T) {
+	report := func(id, status string, attempt int, final bool) *engine.Event {
+		e := mustParse(t, engine.SourceApp, fmt.Sprintf(`{"eventType":"upload-reported","transferId":"t","messageId":%q,"key":"k","status":%q,"attempt":%d,"final":%t,"at":"2026-11-23T10:00:00Z"}`, id, status, attempt, final))
+		e.Issuer = "tenant-a"
+		return e
+	}
+	up := mustParse(t, engine.SourceConnect, `{"eventType":"app-data-uploaded","transferId":"t","messageId":"u","s3Key":"k","label":"l"}`)
+	up.Issuer, up.ReceivedAt = "tenant-a", time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name    string
+		events  []*engine.Event
+		status  string
+		attempt int
+		dead    bool
+	}{
+		{"dead", []*engine.Event{report("r1", "failed", 1, false), report("r2", "failed", 2, true)}, "failed", 2, true},
+		{"requeued", []*engine.Event{report("r2", "failed", 2, true), report("q", "requeued", 2, false)}, "requeued", 2, false},
+		{"after requeue", []*engine.Event{report("q", "requeued", 2, false), report("r3", "failed", 3, false), report("r2", "failed", 2, true)}, "failed", 3, false},
+		{"done beats failed", []*engine.Event{report("d", "done", 1, true), report("f", "failed", 1, true)}, "done", 1, false},
+	} {
+		for _, order := range [][]*engine.Event{append([]*engine.Event{up}, tc.events...), append(slices.Clone(tc.events), up)} {
+			tr := engine.Fold("t", order)
+			if len(tr.Uploads) != 1 || tr.Uploads[0].ReceivedAt == nil || tr.Uploads[0].Label != "l" {
+				t.Fatalf("%s: uploads %+v", tc.name, tr.Uploads)
+			}
+			w := tr.Uploads[0].Work
+			if w == nil || w.Status != tc.status || w.Attempt != tc.attempt || w.Dead() != tc.dead {
+				t.Errorf("%s: work %+v, want %s attempt %d dead %t", tc.name, w, tc.status, tc.attempt, tc.dead)
+			}
+		}
+	}
+	tr := engine.Fold("t", []*engine.Event{report("r", "done", 1, true)})
+	if len(tr.Uploads) != 1 || tr.Uploads[0].ReceivedAt != nil {
+		t.Errorf("a report alone: %+v", tr.Uploads)
+	}
+	if e := mustParse(t, engine.SourceConnect, `{"eventType":"upload-reported","transferId":"t","key":"k","status":"done","attempt":1,"at":"2026-11-23T10:00:00Z"}`); e.Kind != engine.KindUnknown || e.Report != nil {
+		t.Errorf("a Connect payload passed for a report: kind %s", e.Kind)
+	}
+	for _, bad := range []string{
+		`{"eventType":"upload-reported","transferId":"t","key":"","status":"done","attempt":1,"at":"2026-11-23T10:00:00Z"}`,
+		`{"eventType":"upload-reported","transferId":"t","key":"k","status":"lost","attempt":1,"at":"2026-11-23T10:00:00Z"}`,
+		`{"eventType":"upload-reported","transferId":"t","key":"k","status":"done","attempt":0,"at":"2026-11-23T10:00:00Z"}`,
+		`{"eventType":"upload-reported","transferId":"t","key":"k","status":"done","attempt":1,"since":2,"at":"2026-11-23T10:00:00Z"}`,
+		`{"eventType":"upload-reported","transferId":"t","key":"k","status":"done","attempt":1}`,
+	} {
+		if _, err := engine.Parse(engine.SourceApp, []byte(bad)); err == nil {
+			t.Errorf("accepted %s", bad)
 		}
 	}
 }

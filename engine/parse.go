@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // MaxIDLength is the longest transferId (and originalTransferId) accepted.
@@ -181,6 +182,7 @@ func parse(src Source, payload []byte, id string) (*Event, error) {
 // deliveries can never pass for transferd's own actions.
 var appKinds = map[string]Kind{
 	string(KindPlatformCalled): KindPlatformCalled,
+	string(KindUploadReported): KindUploadReported,
 }
 
 func kindOf(eventType string) Kind {
@@ -246,6 +248,12 @@ func parseKindFacts(e *Event, w *wire) error {
 			return err
 		}
 		e.Call = call
+	case KindUploadReported:
+		r, err := parseReport(e.Payload)
+		if err != nil {
+			return err
+		}
+		e.Report = r
 	case KindTransferSettled:
 		for _, f := range []struct {
 			raw  []byte
@@ -503,4 +511,34 @@ func parseCall(payload []byte) (*PlatformCall, error) {
 	}
 	c.At = c.At.UTC()
 	return &c, nil
+}
+
+// MaxUploadKey caps an upload-reported key (bytes).
+const MaxUploadKey = 1024
+
+// parseReport reads the UploadReport of an upload-reported payload, which
+// transferd wrote: strictly, unknown members aside.
+func parseReport(payload []byte) (*UploadReport, error) {
+	var r UploadReport
+	if err := json.Unmarshal(payload, &r); err != nil {
+		return nil, invalid("", "upload-reported payload: "+jsonReason(err))
+	}
+	switch {
+	case r.Key == "" || len(r.Key) > MaxUploadKey || !utf8.ValidString(r.Key):
+		return nil, invalid("key", "required, at most 1024 bytes of UTF-8")
+	case workRank(r.Status) == 0:
+		return nil, invalid("status", "must be done, failed or requeued")
+	case r.Attempt < 1 || r.Attempt > 1_000_000:
+		return nil, invalid("attempt", "must be 1 to 1000000")
+	case r.Since < 0 || r.Since > r.Attempt:
+		return nil, invalid("since", "must be 0 to attempt")
+	case len(r.Message) > maxCallText:
+		return nil, invalid("message", "at most 4096 bytes")
+	case r.By != "" && checkToken("by", r.By, 32) != nil:
+		return nil, invalid("by", "at most 32 bytes of printable ASCII")
+	case r.At.IsZero() || r.At.Before(MinCreatedAt) || !r.At.Before(MaxCreatedAt):
+		return nil, invalid("at", "required, from "+MinCreatedAt.Format(time.DateOnly)+" to before "+MaxCreatedAt.Format(time.DateOnly))
+	}
+	r.At = r.At.UTC()
+	return &r, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -77,7 +78,7 @@ func TestParseSeedPayloads(t *testing.T) {
 			if e.Migration == nil || !e.Migration.CreatedAt.Equal(tc.createdAt) {
 				t.Errorf("migration = %+v, want createdAt %v", e.Migration, tc.createdAt)
 			}
-			if (e.Upload == nil) != (tc.upload == nil) || (e.Upload != nil && *e.Upload != *tc.upload) {
+			if (e.Upload == nil) != (tc.upload == nil) || (e.Upload != nil && !reflect.DeepEqual(*e.Upload, *tc.upload)) {
 				t.Errorf("upload = %+v, want %+v", e.Upload, tc.upload)
 			}
 			if (e.Error == nil) != (tc.err == nil) || (e.Error != nil && *e.Error != *tc.err) {
@@ -115,7 +116,7 @@ func TestParseContentIdentity(t *testing.T) {
 
 func TestParseKinds(t *testing.T) {
 	for _, k := range engine.Kinds {
-		if k == engine.KindUnknown || k == engine.KindPlatformCalled {
+		if k == engine.KindUnknown || k == engine.KindPlatformCalled || k == engine.KindUploadReported {
 			continue
 		}
 		extra := ""

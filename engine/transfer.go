@@ -49,9 +49,12 @@ type Transfer struct {
 	// AppSettleFailure is the latest settle that did not go through.
 	AppSettleFailure *AppCallFailure `json:"appSettleFailure,omitempty"`
 	// Progress is the highest progress the platform accepted from transferd.
-	Progress        *Progress `json:"progress,omitempty"`
-	FirstReceivedAt time.Time `json:"firstReceivedAt"`
-	LastReceivedAt  time.Time `json:"lastReceivedAt"`
+	Progress *Progress `json:"progress,omitempty"`
+	// ForgeAcks are the Forge messages transferd acknowledged (message
+	// status taken by the platform): messageId → SUCCESS or FAILED.
+	ForgeAcks       map[string]string `json:"forgeAcks,omitempty"`
+	FirstReceivedAt time.Time         `json:"firstReceivedAt"`
+	LastReceivedAt  time.Time         `json:"lastReceivedAt"`
 
 	// applied remembers the identities this value has applied. It is not
 	// encoded: whoever persists a Transfer persists the identities too
@@ -181,6 +184,9 @@ func Foldable(e *Event) error {
 	}
 	if !e.ReceivedAt.IsZero() && deadline(e.ReceivedAt, TransferTimeout) == nil {
 		return fmt.Errorf("%w: receivedAt %s is out of range", ErrUnfoldable, e.ReceivedAt.UTC().Format(time.RFC3339Nano))
+	}
+	if r := e.Report; r != nil && deadline(r.At, TransferTimeout) == nil {
+		return fmt.Errorf("%w: report at %s is out of range", ErrUnfoldable, r.At.UTC().Format(time.RFC3339Nano))
 	}
 	if c := e.Call; c != nil && deadline(c.At, TransferTimeout) == nil {
 		return fmt.Errorf("%w: call at %s is out of range", ErrUnfoldable, c.At.UTC().Format(time.RFC3339Nano))

@@ -55,6 +55,12 @@ var (
 	ErrInvalid      = errors.New("invalid request")
 	ErrUnauthorized = errors.New("unauthorized")
 	ErrUnavailable  = errors.New("unavailable")
+	// ErrTenantMismatch: a tenant-scoped token acted on another tenant's
+	// transfer (403).
+	ErrTenantMismatch = errors.New("tenant mismatch")
+	// ErrConflict: the upload is not in a state that allows the request
+	// (409, a requeue of an upload that is not a dead letter).
+	ErrConflict = errors.New("conflict")
 )
 
 // Error is an error reply of the server.
@@ -80,6 +86,10 @@ func (e *Error) Is(target error) bool {
 		return e.Code == httperr.CodeUnauthorized
 	case ErrUnavailable:
 		return e.Code == httperr.CodeUnavailable || e.Status == http.StatusServiceUnavailable
+	case ErrTenantMismatch:
+		return e.Code == httperr.CodeTenantMismatch
+	case ErrConflict:
+		return e.Code == httperr.CodeConflict
 	}
 	return false
 }

@@ -36,6 +36,7 @@ const (
 const (
 	CodeInvalidRequest = "invalid_request" // 400: a parameter is missing, malformed or unknown (param names it)
 	CodeUnauthorized   = "unauthorized"    // 401: no API token, or not a configured one
+	CodeConflict       = "conflict"        // 409: the upload's work is not in a state that allows the request (requeue of a live upload)
 )
 
 // Codes of the ingest routes, besides the authentication codes below.
@@ -77,6 +78,7 @@ var statusOf = map[string]int{
 	CodeInvalidAudience:      http.StatusUnauthorized,
 	CodeInvalidIssuer:        http.StatusUnauthorized,
 	CodeTenantMismatch:       http.StatusForbidden,
+	CodeConflict:             http.StatusConflict,
 	CodeNotFound:             http.StatusNotFound,
 	CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
 	CodePayloadTooLarge:      http.StatusRequestEntityTooLarge,

@@ -50,6 +50,7 @@ func commands() []command {
 		{"serve", "take in migration events and serve queries (the main job)", runServe},
 		{"tenants", "add, list or remove Connect tenants (installations)", runTenants},
 		{"transfers", "get or list transfers from a running server's query API", runTransfers},
+		{"work", "importer work: claim, report, dead letters, requeue (serve --work)", runWork},
 		{"replay", "verify the projection against the stream, or rebuild it", runReplay},
 		{"audit", "export the stream as JSON Lines with the exact payloads received", runAudit},
 		{"simulate", "play the migration platform against a server: signed, shuffled, duplicated events", runSimulate},

@@ -114,7 +114,7 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 		log.Info("sealed tenants' shared secrets with the current secrets key", "tenants", n)
 	}
 
-	tokens, err := loadTokens(c.apiTokens, c.apiTokenFile)
+	tokens, scoped, err := loadTokens(c.apiTokens, c.apiTokenFile)
 	if err != nil {
 		return err
 	}
@@ -157,7 +157,11 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 			return err
 		}
 	}
-	waitDriver, err := c.drive.start(hctx, log, j, store, tenants, metrics)
+	work, err := c.drive.startWork(log, j, store)
+	if err != nil {
+		return err
+	}
+	waitDriver, err := c.drive.start(hctx, log, j, store, tenants, in, metrics)
 	if err != nil {
 		return err
 	}
@@ -173,7 +177,11 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 		cancel() // the reconciler stops with hctx, before the store closes
 		waitReconcile()
 	}()
-	query, err := api.New(hctx, j, store, api.Config{Tokens: tokens, Logger: log, Metrics: metrics, MaxStreams: c.maxStreams, Reconciliation: reconciliation})
+	qcfg := api.Config{Tokens: tokens, ScopedTokens: scoped, Logger: log, Metrics: metrics, MaxStreams: c.maxStreams, Reconciliation: reconciliation}
+	if work != nil {
+		qcfg.Work = work
+	}
+	query, err := api.New(hctx, j, store, qcfg)
 	if err != nil {
 		return err
 	}
@@ -229,22 +237,34 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 }
 
 // loadTokens gathers the API tokens from the flag and the token file (one
-// per line; blank lines and lines starting with # are ignored).
-func loadTokens(flagTokens []string, file string) ([]string, error) {
+// per line; blank lines and lines starting with # are ignored). A line
+// "tenant=<issuer> <token>" is a tenant-scoped token (importers): it may
+// use only the work routes, for that tenant's transfers.
+func loadTokens(flagTokens []string, file string) ([]string, []api.ScopedToken, error) {
 	tokens := append([]string(nil), flagTokens...)
 	if file == "" {
-		return tokens, nil
+		return tokens, nil, nil
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("--api-token-file: %w", err)
+		return nil, nil, fmt.Errorf("--api-token-file: %w", err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
-			tokens = append(tokens, line)
+	var scoped []api.ScopedToken
+	for i, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); line == "" || strings.HasPrefix(line, "#") {
+			continue
 		}
+		if rest, ok := strings.CutPrefix(line, "tenant="); ok {
+			tenant, tok, ok := strings.Cut(rest, " ")
+			if tok = strings.TrimSpace(tok); !ok || tenant == "" || tok == "" || strings.ContainsAny(tok, " \t") {
+				return nil, nil, fmt.Errorf("--api-token-file: line %d: want \"tenant=<issuer> <token>\"", i+1)
+			}
+			scoped = append(scoped, api.ScopedToken{Tenant: tenant, Token: tok})
+			continue
+		}
+		tokens = append(tokens, line)
 	}
-	return tokens, nil
+	return tokens, scoped, nil
 }
 
 // openStore opens the projection at path, first rebuilding it from the

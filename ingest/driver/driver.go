@@ -93,6 +93,33 @@ type Config struct {
 	// restarted instance that keeps it (serve: one per data directory)
 	// takes its own claims back at once instead of after the Lease.
 	Claimant string
+	// SettleDone settles a Connect transfer once its uploads are over
+	// (see uploadsDecision): SUCCESS when every upload is done, else
+	// UploadFailedStatus (default INCOMPLETE) naming the failed ones.
+	SettleDone         bool
+	UploadFailedStatus string
+	// UploadsQuiet is how long without a platform event counts as past
+	// the uploads when export-phase-completed never came; default 15
+	// minutes.
+	UploadsQuiet time.Duration
+	// DeadLetterHold leaves a dead letter this long for an operator to
+	// requeue before the transfer is settled with it; 0 settles at once.
+	DeadLetterHold time.Duration
+	// Progress reports IN_PROGRESS with percent = done/total (1–99) while
+	// uploads are under way, at most once per ProgressEvery (default a
+	// minute) per transfer and only above the percent the platform took.
+	Progress      bool
+	ProgressEvery time.Duration
+	// ForgeCredential, when set, gives a Forge installation's credential
+	// (ingest.Handler.ForgeCredential): the driver then acknowledges each
+	// Forge upload message once its work is done (SUCCESS) or dead
+	// (FAILED). A message still unreported ForgeAckBefore (default 2
+	// minutes) before its 15-minute window ends is acknowledged FAILED
+	// with ForgeTimeout "failed" (the default) or only counted and logged
+	// with "alert".
+	ForgeCredential func(installationID string) (platform.ForgeInstallation, bool)
+	ForgeAckBefore  time.Duration
+	ForgeTimeout    string
 
 	// Observe, when set, is told of every settle's outcome.
 	Observe func(Settle)
@@ -112,6 +139,12 @@ type Report struct {
 	Settled    int // settles the platform took (ok or settled already)
 	Failed     int // settles that did not go through
 	Skipped    int // candidates left alone: Forge, unknown tenant, held by another, backing off
+	Progressed int // progress reports the platform took
+	// ForgeAcked counts Forge messages acknowledged; ForgeDue those near
+	// the end of their window with no report (alerted or failed);
+	// NoCredential the Forge transfers with messages to acknowledge but
+	// no credential of their installation.
+	ForgeAcked, ForgeDue, NoCredential int
 }
 
 // Driver settles transfers; see the package documentation.
@@ -124,8 +157,12 @@ type Driver struct {
 	busy    map[string]bool      // transfers being settled by this driver
 	retryAt map[string]time.Time // own exhausted settles: not before
 	tries   map[string]int
-	calls   map[string]platform.Call // the last settle call's record, by transfer
+	calls   map[string]platform.Call // the last call's record, by op and transfer
 	near    int
+
+	progressAt map[string]time.Time // the last progress report sent, by transfer
+	acked      map[string]bool      // Forge messages this driver acknowledged for good
+	noCred     map[string]bool      // transfers whose missing credential was logged
 }
 
 // New returns a driver; Run starts it.
@@ -144,6 +181,19 @@ func New(cfg Config) (*Driver, error) {
 			return nil, fmt.Errorf("driver: status %q is none of SUCCESS, FAILED, INCOMPLETE", *s)
 		}
 	}
+	if s := cfg.UploadFailedStatus; s != "" && s != platform.Failed && s != platform.Incomplete {
+		return nil, fmt.Errorf("driver: upload-failed status %q is neither FAILED nor INCOMPLETE", s)
+	}
+	if cfg.UploadFailedStatus == "" {
+		cfg.UploadFailedStatus = platform.Incomplete
+	}
+	switch cfg.ForgeTimeout {
+	case "":
+		cfg.ForgeTimeout = "failed"
+	case "failed", "alert":
+	default:
+		return nil, fmt.Errorf("driver: forge timeout action %q is neither failed nor alert", cfg.ForgeTimeout)
+	}
 	if cfg.ErroredStatus == "" {
 		cfg.ErroredStatus = platform.Failed
 	}
@@ -160,6 +210,9 @@ func New(cfg Config) (*Driver, error) {
 	def(&cfg.Lease, 15*time.Minute)
 	def(&cfg.RetryBase, 30*time.Second)
 	def(&cfg.RetryMax, 15*time.Minute)
+	def(&cfg.UploadsQuiet, 15*time.Minute)
+	def(&cfg.ProgressEvery, time.Minute)
+	def(&cfg.ForgeAckBefore, 2*time.Minute)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -171,14 +224,13 @@ func New(cfg Config) (*Driver, error) {
 	d := &Driver{
 		cfg: cfg, claimant: cmp.Or(cfg.Claimant, hex.EncodeToString(id[:])), log: cfg.Logger,
 		busy: map[string]bool{}, retryAt: map[string]time.Time{}, tries: map[string]int{},
-		calls: map[string]platform.Call{},
+		calls: map[string]platform.Call{}, progressAt: map[string]time.Time{}, acked: map[string]bool{},
+		noCred: map[string]bool{},
 	}
 	cfg.Client.Record = func(c platform.Call) {
-		if c.Op == "settle" {
-			d.mu.Lock()
-			d.calls[c.TransferID] = c
-			d.mu.Unlock()
-		}
+		d.mu.Lock()
+		d.calls[c.Op+"\x00"+c.TransferID] = c
+		d.mu.Unlock()
 	}
 	return d, nil
 }
@@ -271,6 +323,11 @@ func (d *Driver) decide(t *engine.Transfer, now time.Time) (dec *decision, near 
 			return &decision{Status: d.cfg.CancelledStatus, Message: "cancellation requested", Reason: "cancelled"}, near
 		}
 	}
+	if d.cfg.SettleDone && t.Source == engine.SourceConnect {
+		if dec := d.uploadsDecision(t, now); dec != nil {
+			return dec, near
+		}
+	}
 	if b := d.cfg.SettleBeforeTimeout; b > 0 && dl.TimesOutAt != nil && dl.TimesOutAt.Sub(now) <= b {
 		return &decision{Status: platform.Incomplete, Message: "not finished before the platform's 14-day limit", Reason: "timeout"}, near
 	}
@@ -285,7 +342,15 @@ func (d *Driver) consider(ctx context.Context, t *engine.Transfer, now time.Time
 			d.log.Info("driver: transfer near its deadline", "transferId", t.TransferID, "timesOutAt", t.Deadlines().TimesOutAt)
 		}
 	}
+	if t.Source == engine.SourceForge && t.Settled == nil {
+		if err := d.forge(ctx, t, now, rep); err != nil {
+			d.log.Warn("driver: forge message status", "transferId", t.TransferID, "err", err)
+		}
+	}
 	if dec == nil {
+		if d.cfg.Progress && t.Source == engine.SourceConnect && t.Settled == nil && t.AppSettled == nil {
+			return d.progress(ctx, t, now, rep)
+		}
 		return nil
 	}
 	rep.Candidates++
@@ -428,10 +493,7 @@ func (d *Driver) outcomes(ctx context.Context, transferID string) (last time.Tim
 // later pass or driver retries with the same decision).
 func (d *Driver) settle(ctx context.Context, t *engine.Transfer, site platform.ConnectSite, dec *decision) (string, error) {
 	err := d.cfg.Client.ReportProgress(ctx, site, t.TransferID, platform.Progress{Status: dec.Status, Message: dec.Message})
-	d.mu.Lock()
-	call := d.calls[t.TransferID]
-	delete(d.calls, t.TransferID)
-	d.mu.Unlock()
+	call := d.lastCall("settle", t.TransferID)
 	if ctx.Err() != nil {
 		return "", ctx.Err()
 	}
@@ -449,6 +511,16 @@ func (d *Driver) settle(ctx context.Context, t *engine.Transfer, site platform.C
 	d.log.Info("driver: settled", "transferId", t.TransferID, "status", dec.Status, "reason", dec.Reason,
 		"outcome", pc.Outcome, "httpStatus", pc.HTTPStatus, "attempts", pc.Attempts)
 	return pc.Outcome, nil
+}
+
+// lastCall takes the record of the last call op made for transferID.
+func (d *Driver) lastCall(op, transferID string) platform.Call {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	k := op + "\x00" + transferID
+	c := d.calls[k]
+	delete(d.calls, k)
+	return c
 }
 
 // outcomeOf classifies a platform call's error.
@@ -486,18 +558,7 @@ func (d *Driver) record(ctx context.Context, t *engine.Transfer, pc *engine.Plat
 		return fmt.Errorf("driver: the platform-called event does not parse: %w", err)
 	}
 	e.Issuer, e.ReceivedAt = t.Issuer, d.cfg.Now().UTC()
-	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 10*time.Second) {
-		_, err := d.cfg.Journal.Append(ctx, e)
-		if err == nil || !errors.Is(err, journal.ErrUnavailable) {
-			return err
-		}
-		d.log.Warn("driver: recording a settle's outcome", "transferId", t.TransferID, "err", err)
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(wait):
-		}
-	}
+	return appendRetrying(ctx, d.cfg.Journal, e, d.log)
 }
 
 func truncate(s string, n int) string {

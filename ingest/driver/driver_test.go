@@ -1,6 +1,7 @@
 package driver_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -46,12 +47,15 @@ type rig struct {
 	hold      chan struct{}
 	holdAfter bool
 	held      chan struct{} // gets a value when a request is held
+	// sent counts the requests that reached the platform, by method,
+	// path and body.
+	sent map[string]int
 }
 
 func newRig(t *testing.T) *rig {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
-	r := &rig{t: t, ctx: ctx, held: make(chan struct{}, 16)}
+	r := &rig{t: t, ctx: ctx, held: make(chan struct{}, 16), sent: map[string]int{}}
 	r.j = journaltest.Open(t)
 	var err error
 	if r.reg, err = ingest.OpenRegistry(ctx, r.j.Tenants()); err != nil {
@@ -79,8 +83,11 @@ func newRig(t *testing.T) *rig {
 			http.Error(w, "try again", http.StatusServiceUnavailable)
 			return
 		}
+		b, _ := io.ReadAll(req.Body)
+		req.Body = io.NopCloser(bytes.NewReader(b))
 		r.mu.Lock()
 		hold, after := r.hold, r.holdAfter
+		r.sent[req.Method+" "+req.URL.Path+" "+string(b)]++
 		r.mu.Unlock()
 		if hold != nil && after {
 			proxy.ServeHTTP(httptest.NewRecorder(), req) // the platform takes it; the reply is lost

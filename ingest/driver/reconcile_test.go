@@ -11,7 +11,7 @@ import (
 	"github.com/transferd/transferd/ingest/platform/platformtest"
 )
 
-const uploaded = `{"eventType":"app-data-uploaded","transferId":"%s","messageId":"u-%[1]s-%s","s3Key":"%[2]s","label":"attachments"}`
+const reconUploaded = `{"eventType":"app-data-uploaded","transferId":"%s","messageId":"u-%[1]s-%s","s3Key":"%[2]s","label":"attachments"}`
 
 func (r *rig) reconciler() *driver.Reconciler {
 	r.t.Helper()
@@ -33,7 +33,7 @@ func (r *rig) reconciler() *driver.Reconciler {
 func TestReconcileFindsWhatOnlyThePlatformKnows(t *testing.T) {
 	r := newRig(t)
 	r.tenant("ck-1", "secret-secret-secret-1")
-	r.transfer("ck-1", "t-known", fmt.Sprintf(triggered, "t-known"), fmt.Sprintf(uploaded, "t-known", "k-seen"))
+	r.transfer("ck-1", "t-known", fmt.Sprintf(triggered, "t-known"), fmt.Sprintf(reconUploaded, "t-known", "k-seen"))
 	r.plat.AddTransfer(platformtest.Transfer{ID: "t-known", Tenant: "ck-1", Data: []platform.AppData{{S3Key: "k-seen"}, {S3Key: "k-lost", Label: "DATABASE"}}})
 	r.plat.AddTransfer(platformtest.Transfer{ID: "t-unknown", Tenant: "ck-1"})
 	r.transfer("ck-1", "t-done", fmt.Sprintf(triggered, "t-done"))
@@ -54,7 +54,7 @@ func TestReconcileFindsWhatOnlyThePlatformKnows(t *testing.T) {
 	firstSeen := got.MissingUploads[0].FirstSeenAt
 
 	// The lost webhook arrives late; the unknown transfer stays unknown.
-	r.transfer("ck-1", "t-known", fmt.Sprintf(uploaded, "t-known", "k-lost"))
+	r.transfer("ck-1", "t-known", fmt.Sprintf(reconUploaded, "t-known", "k-lost"))
 	r.plat.AddTransfer(platformtest.Transfer{ID: "t-known", Tenant: "ck-1", Data: []platform.AppData{{S3Key: "k-seen"}, {S3Key: "k-lost"}, {S3Key: "k-new"}}})
 	again := rc.Pass(r.ctx)
 	if len(again.MissingUploads) != 1 || again.MissingUploads[0].S3Key != "k-new" || again.MissingUploads[0].FirstSeenAt.Before(firstSeen) {

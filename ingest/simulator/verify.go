@@ -52,9 +52,11 @@ func (x TransferExpect) Match(t *engine.Transfer) error {
 	check("version", t.Version, x.Version)
 	check("originalTransferId", t.OriginalTransferID, x.OriginalTransferID)
 	check("migration", t.Migration, x.Migration)
-	uploads := t.Uploads
-	if uploads == nil {
-		uploads = []engine.Upload{}
+	// Uploads are compared by key, label and kind: their messageIds,
+	// receipt and import work are not the platform's facts expected here.
+	uploads := []engine.Upload{}
+	for _, u := range t.Uploads {
+		uploads = append(uploads, engine.Upload{Key: u.Key, Label: u.Label, Kind: u.Kind})
 	}
 	check("uploads", uploads, x.Uploads)
 	check("exportCompleted", t.ExportCompleted, x.ExportCompleted)

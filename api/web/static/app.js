@@ -108,6 +108,15 @@
 
   let signedOut = false;
 
+  // workText describes an upload's import as reported (uploads[].work).
+  function workText(w) {
+    if (!w) return "waiting";
+    let s = w.status === "failed" && w.final ? "dead letter" : w.status === "failed" ? "failed, will retry" : w.status;
+    s += " (attempt " + w.attempt + ")";
+    if (w.message) s += ": " + w.message;
+    return s;
+  }
+
   async function api(path) {
     let resp;
     try {
@@ -411,6 +420,33 @@
     }
     loadParked();
 
+    // Dead letters: uploads whose import failed for good (GET
+    // /v1/dead-letters; 404 when serve runs without --work). Shown only
+    // when there are some.
+    async function loadDead() {
+      try {
+        const d = await api("/v1/dead-letters");
+        const list = d.deadLetters || [];
+        const panel = byId("dead-panel");
+        panel.hidden = list.length === 0;
+        if (!list.length) return;
+        byId("dead-count").textContent = list.length === 1 ? "1 dead letter" : list.length + " dead letters";
+        const body = clear(byId("dead-rows"));
+        for (const x of list) {
+          body.append(el("tr", {},
+            el("td", { class: "nowrap" }, el("a", { href: transferHref(x.transferId) }, x.transferId)),
+            el("td", {}, clip((x.label ? x.label + " · " : "") + x.key, "mono")),
+            el("td", {}, clip(x.tenant || "", "mono")),
+            el("td", { class: "num" }, String(x.work.attempt)),
+            el("td", { class: "nowrap" }, both(x.work.at)),
+            el("td", {}, x.work.message || "")));
+        }
+      } catch (e) {
+        // Importer work is off, or the list failed: the panel stays hidden.
+      }
+    }
+    loadDead();
+
     // Live: rows on the page change in place; new transfers that match
     // appear at the top of the first page (the list is newest first). The
     // stream's open reloads the page, so nothing falls between the two.
@@ -503,7 +539,7 @@
       const tb = clear(byId("uploads").tBodies[0]);
       for (const u of ups) {
         tb.append(el("tr", {}, el("td", {}, u.label || el("span", { class: "muted" }, "(no label)")),
-          el("td", { class: "mono" }, u.key), el("td", {}, u.kind || "app data")));
+          el("td", { class: "mono" }, u.key), el("td", {}, u.kind || "app data"), el("td", {}, workText(u.work))));
       }
       byId("uploads").hidden = ups.length === 0;
       byId("no-uploads").hidden = ups.length > 0;
