@@ -158,6 +158,9 @@ type pageData struct {
 	Error  string
 	Phases []engine.Phase
 	Kinds  []engine.Kind
+	// Reconciliation tells the list page that GET /v1/reconciliation
+	// answers, so it asks only then (a 404 is a console error).
+	Reconciliation bool
 }
 
 // handleDashboard serves GET /: the transfers, or the sign-in form.
@@ -183,6 +186,7 @@ func (s *Server) serveShell(w http.ResponseWriter, r *http.Request, d pageData) 
 		return s.renderLogin(w, http.StatusOK, nextOf(r.URL.EscapedPath()), "")
 	}
 	d.Phases, d.Kinds = engine.Phases, engine.Kinds
+	d.Reconciliation = s.cfg.Reconciliation != nil
 	return s.render(w, http.StatusOK, "app.html", d)
 }
 

@@ -506,10 +506,11 @@
     loadDeadlines();
 
     // Reconciliation with the platform (GET /v1/reconciliation; 404 while
-    // it is off): transfers and uploads only the platform knows. Shown
-    // whenever the route answers.
+    // it is off, and the page says so): transfers and uploads only the
+    // platform knows. Shown whenever the route answers.
     const RECON_SHOWN = 10;
     async function loadReconciliation() {
+      if (body.dataset.reconciliation !== "on") return; // off: the route answers 404
       const panel = byId("recon-panel");
       let r;
       try {
