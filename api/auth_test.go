@@ -57,8 +57,8 @@ func TestAuthEveryRoute(t *testing.T) {
 			})
 		}
 	}
-	if v1 != 12 { // GET /v1/parked added for finding 10.A; GET /v1/reconciliation and the 4 work routes for issue 12
-		t.Errorf("Routes() has %d /v1 routes, want 12", v1)
+	if v1 != 13 { // GET /v1/parked added for finding 10.A; GET /v1/reconciliation, /v1/deadlines and the 4 work routes for issue 12
+		t.Errorf("Routes() has %d /v1 routes, want 13", v1)
 	}
 	// Either configured token works.
 	for _, tok := range []string{"other-token", apitest.Token} {

@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,9 +18,11 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/transferd/transferd/api"
 	"github.com/transferd/transferd/api/apitest"
 	"github.com/transferd/transferd/engine"
 	"github.com/transferd/transferd/engine/journal"
+	"github.com/transferd/transferd/ingest/driver"
 )
 
 // chromiumPath returns the browser the dashboard test drives: $CHROMIUM,
@@ -365,4 +368,109 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Error("saw no requests: the listener is not working")
 	}
 	t.Logf("browser test took %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestDashboardPanelsInBrowser: the list page shows the transfers close
+// to a deadline (most pressing first, linked), the reconciliation's
+// findings, and the dead letters, whose Requeue button puts one back to
+// work with the session (the button's POST carries X-Requested-With, or
+// the server would refuse it 403).
+func TestDashboardPanelsInBrowser(t *testing.T) {
+	chromiumPath(t)
+	now := time.Now().UTC().Truncate(time.Second)
+	rec := driver.Reconciliation{
+		At: now.Add(-time.Minute), Passes: 3, Tenants: 1, Transfers: 2,
+		UnknownTransfers: []driver.UnknownTransfer{{TransferID: "t-ghost", Tenant: "jira:ck", FirstSeenAt: now.Add(-10 * time.Minute)}},
+		MissingUploads:   []driver.MissingUpload{{TransferID: "t-cancel", S3Key: "exports/t-cancel/lost.zip", Label: "lost", FirstSeenAt: now.Add(-5 * time.Minute)}},
+	}
+	lw := &lateWork{}
+	env := apitest.New(t, apitest.Options{API: api.Config{Work: lw, Reconciliation: func() any { return rec }}})
+	w, err := driver.NewWork(driver.WorkConfig{Journal: env.Journal, Store: env.Store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lw.w = w
+	ev := func(id string, kind engine.Kind, msg string, ago time.Duration) *engine.Event {
+		s := apitest.Spec{TransferID: id, Kind: kind, MessageID: msg, ReceivedAt: now.Add(-ago),
+			CreatedAt: now.Add(-15 * 24 * time.Hour), Issuer: "jira:ck"}
+		if kind == engine.KindAppDataUploaded {
+			s.Key, s.Label = "exports/"+id+"/data.zip", "data"
+		}
+		return apitest.Event(t, s)
+	}
+	env.Append(
+		ev("t-cancel", engine.KindListenerTriggered, "c-1", time.Hour),
+		ev("t-cancel", engine.KindCancellationRequested, "c-2", 15*time.Minute),
+		ev("t-old", engine.KindListenerTriggered, "o-1", 14*24*time.Hour-6*time.Hour),
+		ev("t-fresh", engine.KindListenerTriggered, "f-1", time.Hour),
+		ev("t-fresh", engine.KindAppDataUploaded, "f-2", 50*time.Minute),
+	)
+	env.Sync()
+	if status, body := post(t, env, "/v1/transfers/t-fresh/uploads/exports%2Ft-fresh%2Fdata.zip/report", apitest.Token, `{"status":"failed","message":"corrupt archive"}`); status != http.StatusOK {
+		t.Fatalf("report: %d %s", status, body)
+	}
+	env.Sync()
+
+	p := openBrowserPage(t)
+	p.do(t, "open the dashboard", chromedp.Navigate(env.URL+"/"))
+	p.do(t, "sign in",
+		chromedp.WaitVisible(chromedp.CSS(`input[name="token"]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name="token"]`), apitest.Token),
+		chromedp.Click(chromedp.CSS(`form[action="/login"] button[type="submit"]`)),
+	)
+	p.waitFor(t, "the panels", `document.querySelectorAll("#deadline-rows tr").length === 2 && !document.querySelector("#recon-panel").hidden && document.querySelectorAll("#dead-rows tr").length === 1`)
+
+	ids := browserEval[[]string](t, p, `[...document.querySelectorAll("#deadline-rows tr")].map(tr => tr.dataset.transferId)`)
+	if !slices.Equal(ids, []string{"t-cancel", "t-old"}) {
+		t.Errorf("deadline rows %v, want t-cancel (settle in 45 min) then t-old (times out in 6 h)", ids)
+	}
+	for _, c := range []struct{ sel, want string }{
+		{"#deadline-count", "2 transfers close to a deadline"},
+		{"#deadline-rows tr:nth-child(1)", "settle in 45 min"},
+		{"#deadline-rows tr:nth-child(1)", "needs action · settle"},
+		{"#deadline-rows tr:nth-child(2)", "times out in 6 h"},
+		{"#recon-summary", "1 tenant, 2 transfers compared"},
+		{"#recon-unknown-count", "1 transfer"},
+		{"#recon-unknown", "t-ghost"},
+		{"#recon-missing-count", "1 upload"},
+		{"#recon-missing", "lost · exports/t-cancel/lost.zip"},
+		{"#dead-rows", "corrupt archive"},
+	} {
+		if got := p.text(t, c.sel); !strings.Contains(strings.ToLower(got), strings.ToLower(c.want)) { // h2 is upper case
+			t.Errorf("%s shows %q, want %q in it", c.sel, got, c.want)
+		}
+	}
+	if href := browserEval[string](t, p, `document.querySelector('#deadline-rows a').getAttribute("href")`); href != "/transfers/t-cancel" {
+		t.Errorf("the deadline row links to %q", href)
+	}
+	if href := browserEval[string](t, p, `document.querySelector('#recon-missing a').getAttribute("href")`); href != "/transfers/t-cancel" {
+		t.Errorf("the missing upload links to %q", href)
+	}
+	p.screenshot(t, "dashboard-panels.png", true)
+
+	p.do(t, "requeue", chromedp.Click(chromedp.CSS(`#dead-rows button.requeue`)))
+	p.waitFor(t, "the dead letters to empty", `document.querySelector("#dead-panel").hidden`)
+	var dl api.DeadLetterList
+	mustGet(t, env, "/v1/dead-letters", &dl)
+	if len(dl.DeadLetters) != 0 {
+		t.Errorf("dead letters after the requeue: %+v", dl)
+	}
+	var tr struct {
+		Uploads []struct {
+			Key  string            `json:"key"`
+			Work engine.UploadWork `json:"work"`
+		} `json:"uploads"`
+	}
+	mustGet(t, env, "/v1/transfers/t-fresh", &tr)
+	if len(tr.Uploads) != 1 || tr.Uploads[0].Work.Status != engine.WorkRequeued || tr.Uploads[0].Work.By != "operator" {
+		t.Errorf("the upload after the requeue: %+v", tr.Uploads)
+	}
+	if got := p.text(t, "#notice"); !strings.Contains(got, "Requeued exports/t-fresh/data.zip of t-fresh") {
+		t.Errorf("notice %q", got)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pr := range p.problems {
+		t.Errorf("browser: %s", pr)
+	}
 }

@@ -158,6 +158,9 @@ type pageData struct {
 	Error  string
 	Phases []engine.Phase
 	Kinds  []engine.Kind
+	// Reconciliation tells the list page that GET /v1/reconciliation
+	// answers, so it asks only then (a 404 is a console error).
+	Reconciliation bool
 }
 
 // handleDashboard serves GET /: the transfers, or the sign-in form.
@@ -183,6 +186,7 @@ func (s *Server) serveShell(w http.ResponseWriter, r *http.Request, d pageData) 
 		return s.renderLogin(w, http.StatusOK, nextOf(r.URL.EscapedPath()), "")
 	}
 	d.Phases, d.Kinds = engine.Phases, engine.Kinds
+	d.Reconciliation = s.cfg.Reconciliation != nil
 	return s.render(w, http.StatusOK, "app.html", d)
 }
 
@@ -307,4 +311,31 @@ func (s *Server) handleStatic(w http.ResponseWriter, r *http.Request) (int, erro
 	h.Set("X-Content-Type-Options", "nosniff")
 	http.ServeContent(w, r, a.name, time.Time{}, bytes.NewReader(a.body))
 	return http.StatusOK, nil
+}
+
+// SessionWriteHeader is the header, with the value "transferd", that a
+// /v1 write (POST) signed in with the dashboard's cookie must carry. A
+// page of another site can make a browser send the cookie with a form
+// or a simple fetch, but not with a custom header: that needs a CORS
+// preflight, which this server never grants. Requests with an
+// Authorization header carry no ambient credential and need neither.
+const SessionWriteHeader = "X-Requested-With"
+
+var errSessionWrite = &Error{Code: httperr.CodeForbidden, Message: "a write signed in with the dashboard's cookie needs the header " + SessionWriteHeader + ": transferd and must come from this origin"}
+
+// checkSessionWrite refuses a cookie-authenticated /v1 request with an
+// unsafe method unless it carries SessionWriteHeader and passes the
+// same cross-origin check as sign-in (Sec-Fetch-Site, Origin): CSRF.
+func checkSessionWrite(r *http.Request) error {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return nil
+	}
+	if r.Header.Get("Authorization") != "" {
+		return nil
+	}
+	if r.Header.Get(SessionWriteHeader) != "transferd" || crossOrigin.Check(r) != nil {
+		return errSessionWrite
+	}
+	return nil
 }

@@ -160,6 +160,7 @@ func New(ctx context.Context, j *journal.Journal, store Store, cfg Config) (*Ser
 	s.route("GET /v1/migrations/{migrationId}", s.handleMigration)
 	s.route("GET /v1/parked", s.handleParked)
 	s.route("GET /v1/reconciliation", s.handleReconciliation)
+	s.route("GET /v1/deadlines", s.handleDeadlines)
 	s.route("GET /v1/stream", s.handleStream)
 	s.routeWork("POST /v1/work/claim", s.handleClaim)
 	s.routeWork("POST /v1/transfers/{id}/uploads/{key}/report", s.handleReport)
@@ -251,6 +252,9 @@ func (s *Server) handle(pattern string, fn func(http.ResponseWriter, *http.Reque
 		if auth {
 			var tenant string
 			tenant, err = s.tokens.authorize(r, s.logins)
+			if err == nil {
+				err = checkSessionWrite(r)
+			}
 			switch {
 			case err == nil && tenant != "" && !scoped:
 				err = errScopedToken

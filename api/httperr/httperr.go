@@ -37,6 +37,7 @@ const (
 	CodeInvalidRequest = "invalid_request" // 400: a parameter is missing, malformed or unknown (param names it)
 	CodeUnauthorized   = "unauthorized"    // 401: no API token, or not a configured one
 	CodeConflict       = "conflict"        // 409: the upload's work is not in a state that allows the request (requeue of a live upload)
+	CodeForbidden      = "forbidden"       // 403: a dashboard session's write without X-Requested-With, or from another origin (CSRF)
 )
 
 // Codes of the ingest routes, besides the authentication codes below.
@@ -79,6 +80,7 @@ var statusOf = map[string]int{
 	CodeInvalidIssuer:        http.StatusUnauthorized,
 	CodeTenantMismatch:       http.StatusForbidden,
 	CodeConflict:             http.StatusConflict,
+	CodeForbidden:            http.StatusForbidden,
 	CodeNotFound:             http.StatusNotFound,
 	CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
 	CodePayloadTooLarge:      http.StatusRequestEntityTooLarge,

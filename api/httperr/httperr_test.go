@@ -18,7 +18,7 @@ func TestStatuses(t *testing.T) {
 		"unauthorized": 401, "missing_token": 401, "malformed_token": 401, "invalid_algorithm": 401,
 		"invalid_signature": 401, "token_expired": 401, "invalid_qsh": 401, "context_qsh": 401,
 		"unknown_tenant": 401, "invalid_audience": 401, "invalid_issuer": 401,
-		"tenant_mismatch": 403, "not_found": 404, "method_not_allowed": 405, "conflict": 409,
+		"tenant_mismatch": 403, "not_found": 404, "method_not_allowed": 405, "conflict": 409, "forbidden": 403,
 		"payload_too_large": 413, "unsupported_media_type": 415,
 		"internal": 500, "unavailable": 503,
 	}

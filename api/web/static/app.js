@@ -117,10 +117,20 @@
     return s;
   }
 
-  async function api(path) {
+  // api reads (GET) path, or sends body (JSON) with method. A write
+  // carries X-Requested-With: the server refuses a write signed in with
+  // the cookie without it (another site's page cannot set it: CSRF).
+  async function api(path, method, body) {
+    const init = { headers: { Accept: "application/json" }, credentials: "same-origin", cache: "no-store" };
+    if (method && method !== "GET") {
+      init.method = method;
+      init.headers["X-Requested-With"] = "transferd";
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body || {});
+    }
     let resp;
     try {
-      resp = await fetch(path, { headers: { Accept: "application/json" }, credentials: "same-origin", cache: "no-store" });
+      resp = await fetch(path, init);
     } catch (e) {
       throw new APIError(0, "network", "the server cannot be reached");
     }
@@ -439,20 +449,123 @@
             el("td", {}, clip(x.tenant || "", "mono")),
             el("td", { class: "num" }, String(x.work.attempt)),
             el("td", { class: "nowrap" }, both(x.work.at)),
-            el("td", {}, x.work.message || "")));
+            el("td", {}, x.work.message || ""),
+            el("td", {}, requeueButton(x))));
         }
       } catch (e) {
         // Importer work is off, or the list failed: the panel stays hidden.
       }
     }
+
+    // requeueButton puts a dead letter back to work (POST
+    // …/uploads/{key}/requeue with the session), then reloads the list.
+    function requeueButton(x) {
+      const b = el("button", { type: "button", class: "small requeue", "data-transfer-id": x.transferId, "data-key": x.key,
+        title: "Put this upload back to work: the next claim is attempt " + (x.work.attempt + 1) }, "Requeue");
+      b.addEventListener("click", async () => {
+        b.disabled = true;
+        try {
+          await api("/v1/transfers/" + encodeURIComponent(x.transferId) + "/uploads/" + encodeURIComponent(x.key) + "/requeue",
+            "POST", { message: "requeued from the dashboard" });
+          notice("Requeued " + x.key + " of " + x.transferId + ".");
+        } catch (e) {
+          b.disabled = false;
+          showError(e);
+          return;
+        }
+        loadDead();
+      });
+      return b;
+    }
     loadDead();
+
+    // Transfers close to a deadline (GET /v1/deadlines): a cancellation
+    // to settle within the hour, or within 24 h of the 14-day limit; the
+    // most pressing first. Shown only when there are some.
+    async function loadDeadlines() {
+      try {
+        const d = await api("/v1/deadlines?limit=20");
+        const panel = byId("deadline-panel");
+        panel.hidden = !d.total;
+        if (!d.total) return;
+        byId("deadline-count").textContent = d.total === 1 ? "1 transfer close to a deadline" : d.total + " transfers close to a deadline";
+        const body = clear(byId("deadline-rows"));
+        for (const x of d.transfers) {
+          const what = x.deadline === "settleBy" ? "settle " : "times out ";
+          body.append(el("tr", { "data-transfer-id": x.transferId },
+            el("td", { class: "nowrap" }, el("a", { href: transferHref(x.transferId) }, x.transferId)),
+            el("td", { class: "nowrap" }, el("span", { class: x.overdue ? "overdue" : "" }, what, when(x.at), x.overdue ? " · overdue" : "")),
+            el("td", {}, phasePill(x.phase)),
+            el("td", {}, actionBadge(x) || el("span", { class: "muted" }, "—")),
+            el("td", {}, clip(x.tenant || "", "mono"))));
+        }
+      } catch (e) {
+        // The list itself reports errors; the panel stays as it was.
+      }
+    }
+    loadDeadlines();
+
+    // Reconciliation with the platform (GET /v1/reconciliation; 404 while
+    // it is off, and the page says so): transfers and uploads only the
+    // platform knows. Shown whenever the route answers.
+    const RECON_SHOWN = 10;
+    async function loadReconciliation() {
+      if (body.dataset.reconciliation !== "on") return; // off: the route answers 404
+      const panel = byId("recon-panel");
+      let r;
+      try {
+        r = await api("/v1/reconciliation");
+      } catch (e) {
+        if (e.status === 404) panel.hidden = true;
+        return;
+      }
+      panel.hidden = false;
+      const unknown = r.unknownTransfers || [];
+      const missing = r.missingUploads || [];
+      byId("recon-summary").textContent = r.passes
+        ? "last pass " + relative(r.at, Date.now()) + ": " + r.tenants + (r.tenants === 1 ? " tenant, " : " tenants, ") +
+          r.transfers + (r.transfers === 1 ? " transfer compared" : " transfers compared")
+        : "no pass yet";
+      const more = (n) => (n > RECON_SHOWN ? el("li", { class: "muted" }, "… and " + (n - RECON_SHOWN) + " more at /v1/reconciliation") : null);
+      byId("recon-unknown-count").textContent = unknown.length + (unknown.length === 1 ? " transfer" : " transfers") + " the platform lists but no webhook brought";
+      const ul = clear(byId("recon-unknown"));
+      for (const x of unknown.slice(0, RECON_SHOWN)) {
+        ul.append(el("li", {}, el("span", { class: "mono" }, x.transferId), " ", el("span", { class: "muted" }, "tenant "),
+          clip(x.tenant || "", "mono"), " ", el("span", { class: "muted" }, "since "), when(x.firstSeenAt)));
+      }
+      ul.append(more(unknown.length) || "");
+      byId("recon-missing-count").textContent = missing.length + (missing.length === 1 ? " upload" : " uploads") + " the platform lists but no webhook announced";
+      const ml = clear(byId("recon-missing"));
+      for (const x of missing.slice(0, RECON_SHOWN)) {
+        ml.append(el("li", {}, el("a", { href: transferHref(x.transferId), class: "mono" }, x.transferId), " ",
+          clip((x.label ? x.label + " · " : "") + x.s3Key, "mono"), " ", el("span", { class: "muted" }, "since "), when(x.firstSeenAt)));
+      }
+      ml.append(more(missing.length) || "");
+      const errs = r.errors || [];
+      const errList = clear(byId("recon-errors"));
+      errList.hidden = errs.length === 0;
+      for (const x of errs.slice(0, RECON_SHOWN)) errList.append(el("li", {}, x));
+    }
+    loadReconciliation();
+    setInterval(() => {
+      loadDeadlines();
+      loadReconciliation();
+    }, 30e3);
+    const refreshPanels = debounce(() => {
+      loadDead();
+      loadDeadlines();
+    }, 500);
 
     // Live: rows on the page change in place; new transfers that match
     // appear at the top of the first page (the list is newest first). The
     // stream's open reloads the page, so nothing falls between the two.
     load();
-    new Stream("/v1/stream?type=transfers", PHASES, load, (v) => {
+    new Stream("/v1/stream?type=transfers", PHASES, () => {
+      load();
+      refreshPanels();
+    }, (v) => {
       if (!v || !v.transferId) return;
+      refreshPanels();
       const old = shown.get(v.transferId);
       if (old && v.version < old.version) return;
       if (!old && (cursor || !matches(v, filter()))) return;
