@@ -137,8 +137,6 @@ func TestImportersSettleTheMigration(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	cancel()
-	wg.Wait()
 	t.Logf("restarted after %d of %d uploads reported; importers: %d claims, %d done, %d failed for good, %d retryable, %d errors",
 		before, open, st.Claims.Load(), st.Done.Load(), st.Failed.Load(), st.Retried.Load(), st.Errors.Load())
 
@@ -188,10 +186,19 @@ func TestImportersSettleTheMigration(t *testing.T) {
 		t.Errorf("%d transfers settled twice", pr.SettledTwice)
 	}
 
-	dl, err := client.New(r.url, r.token).DeadLetters(context.Background())
-	if err != nil {
-		t.Fatal(err)
+	// The Forge uploads may still be in the importers' hands: wait until
+	// as many dead letters are listed as are owed.
+	var dl []client.DeadLetter
+	for deadline = time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if dl, err = client.New(r.url, r.token).DeadLetters(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if len(dl) >= len(wantDead) || time.Now().After(deadline) {
+			break
+		}
 	}
+	cancel()
+	wg.Wait()
 	got := map[message]bool{}
 	for _, d := range dl {
 		got[message{d.TransferID, d.Key}] = true
