@@ -26,7 +26,9 @@ run: build
 	$(BIN) serve --data $(DATA) $(DEV_FLAGS)
 
 ## demo: serve on the embedded default under $(DEMO_DATA) with --drive (settling
-## errored and cancelled transfers, reconciling with the platform), play
+## errored and cancelled transfers, and the others once importers have done their
+## uploads; progress; Forge message status; reconciling with the platform), run
+## importers (`transferd work run`, a few uploads failing), play
 ## $(DEMO_TRANSFERS) transfers against it with simulate, which also serves the
 ## platform's REST side on $(DEMO_PLATFORM), wait until transferd has settled them,
 ## then keep serving the dashboard and the platform until Ctrl-C
@@ -35,7 +37,9 @@ DEMO_LISTEN    ?= 127.0.0.1:8080
 DEMO_TRANSFERS ?= 300
 DEMO_PLATFORM  ?= 127.0.0.1:8082
 DEMO_DRIVE     ?= --drive --app-key com.example.transferd-simulator --settle-errored --settle-cancelled \
-	--drive-interval 2s --reconcile-interval 5s
+	--drive-interval 2s --reconcile-interval 5s \
+	--work --work-retry-base 5s --settle-done --uploads-quiet 20s --progress --forge-ack
+DEMO_IMPORT    ?= --importers 4 --fail-rate 0.05 --retry-rate 0.1
 demo: build
 	@set -eu; \
 	$(BIN) serve --data $(DEMO_DATA) --listen $(DEMO_LISTEN) $(DEV_FLAGS) $(DEMO_DRIVE) & pid=$$!; \
@@ -47,10 +51,12 @@ demo: build
 	done; \
 	echo "open http://$(DEMO_LISTEN)/ and log in with token dev-token; what reconciliation found:"; \
 	echo "  curl -H 'Authorization: Bearer dev-token' http://$(DEMO_LISTEN)/v1/reconciliation  (Ctrl-C stops it all)"; \
+	$(BIN) work run --server http://$(DEMO_LISTEN) --api-token dev-token $(DEMO_IMPORT) & wpid=$$!; \
+	trap 'kill $$wpid $$pid 2>/dev/null || true; wait $$wpid $$pid 2>/dev/null || true' EXIT; \
 	$(BIN) simulate --target http://$(DEMO_LISTEN) --transfers $(DEMO_TRANSFERS) --platform-listen $(DEMO_PLATFORM) \
 	  --platform-unsent-uploads 2 --platform-unsent-transfers 1 --wait-settled 60s --expect-settled \
 	  --platform-linger 24h & spid=$$!; \
-	trap 'kill $$spid $$pid 2>/dev/null || true; wait $$spid $$pid 2>/dev/null || true' EXIT; \
+	trap 'kill $$spid $$wpid $$pid 2>/dev/null || true; wait $$spid $$wpid $$pid 2>/dev/null || true' EXIT; \
 	wait $$spid || echo "simulate reported problems (above)" >&2; \
 	wait $$pid
 

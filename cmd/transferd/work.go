@@ -18,6 +18,8 @@ data is one unit of work.
                         [--message M] [--attempt N]
   transferd work dead-letters [--json]           uploads that failed for good
   transferd work requeue TRANSFER KEY [--message M]
+  transferd work run [--importers N] [--fail-rate F] [--retry-rate F]
+                                                 importers for demos (see work run --help)
 
 A tenant-scoped token (a line "tenant=<issuer> <token>" in serve's
 --api-token-file) claims and reports only its tenant's uploads; a report on
@@ -31,13 +33,16 @@ func runWork(ctx context.Context, args []string, getenv env, _ io.Reader, stdout
 		args = []string{""}
 	}
 	sub := args[0]
+	if sub == "run" {
+		return runWorkRun(ctx, args[1:], getenv, stdout, stderr)
+	}
 	nargs, ok := subs[sub]
 	if !ok {
-		fs := newFlags("work claim|report|dead-letters|requeue", workAbout, stderr)
+		fs := newFlags("work claim|report|dead-letters|requeue|run", workAbout, stderr)
 		if err := parse(fs, args, getenv); err != nil {
 			return err
 		}
-		return usageError("work: want claim, report, dead-letters or requeue")
+		return usageError("work: want claim, report, dead-letters, requeue or run")
 	}
 	args = args[1:]
 	fs := newFlags("work "+sub, workAbout, stderr)

@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -89,6 +90,7 @@ type Transfer struct {
 	Mappings       map[string]map[string]string // namespace → server id → cloud id
 	Messages       []string                     // Forge uploaded messages to acknowledge
 	Acked          map[string]string            // Forge message id → status
+	AckCalls       map[string]int               // Forge message id → accepted status calls naming it
 	LastActivity   time.Time                    // the last message status (or the first trigger)
 	Error          *platform.ListenerError
 	Feedback       []json.RawMessage
@@ -174,7 +176,7 @@ func (s *Server) AddTransfer(t Transfer) {
 	t.Status = platform.InProgress
 	t.Messages = append([]string(nil), t.Messages...)
 	t.LastActivity = t.FirstTrigger
-	t.Acked = map[string]string{}
+	t.Acked, t.AckCalls = map[string]string{}, map[string]int{}
 	s.transfers[t.ID] = &t
 }
 
@@ -193,6 +195,7 @@ func (s *Server) Get(id string) (Transfer, bool) {
 	for k, v := range t.Acked {
 		c.Acked[k] = v
 	}
+	c.AckCalls = maps.Clone(t.AckCalls)
 	return c, true
 }
 

@@ -131,6 +131,7 @@ func (s *Server) messageStatus(t *Transfer, body []byte) (int, any) {
 	}
 	for _, id := range m.MessageIDs {
 		t.Acked[id] = m.Status
+		t.AckCalls[id]++
 	}
 	t.LastActivity = s.opts.Now()
 	if len(t.Acked) == len(t.Messages) {
