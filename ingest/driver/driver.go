@@ -492,11 +492,16 @@ func (d *Driver) outcomes(ctx context.Context, transferID string) (last time.Tim
 // it, or the end of ctx (then nothing is recorded: the claim stays, and a
 // later pass or driver retries with the same decision).
 func (d *Driver) settle(ctx context.Context, t *engine.Transfer, site platform.ConnectSite, dec *decision) (string, error) {
-	err := d.cfg.Client.ReportProgress(ctx, site, t.TransferID, platform.Progress{Status: dec.Status, Message: dec.Message})
+	cctx, ccancel := graceful(ctx)
+	err := d.cfg.Client.ReportProgress(cctx, site, t.TransferID, platform.Progress{Status: dec.Status, Message: dec.Message})
+	cut := cutShort(cctx, err)
+	ccancel()
 	call := d.lastCall("settle", t.TransferID)
-	if ctx.Err() != nil {
+	if cut {
 		return "", ctx.Err()
 	}
+	ctx, cancel := recording(ctx)
+	defer cancel()
 	pc := engine.PlatformCall{
 		Op: "settle", Status: dec.Status, Message: dec.Message, Outcome: outcomeOf(err),
 		HTTPStatus: call.Status, Attempts: call.Attempts, Unanswered: call.Unanswered,
@@ -511,6 +516,39 @@ func (d *Driver) settle(ctx context.Context, t *engine.Transfer, site platform.C
 	d.log.Info("driver: settled", "transferId", t.TransferID, "status", dec.Status, "reason", dec.Reason,
 		"outcome", pc.Outcome, "httpStatus", pc.HTTPStatus, "attempts", pc.Attempts)
 	return pc.Outcome, nil
+}
+
+// cutShort reports whether a call ended because ctx did, before the
+// platform answered: then nothing is recorded, the claim stays, and a
+// later pass retries with the same decision. A call the platform answered
+// is recorded even when ctx ended an instant later (serve shutting down):
+// dropping that answer would make the next driver send it again.
+func cutShort(ctx context.Context, err error) bool {
+	return ctx.Err() != nil && err != nil &&
+		(errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
+}
+
+// callGrace is how long a platform call under way may go on once the
+// driver's context ends (serve stopping): long enough for an answer, so
+// that a stop rarely leaves it unknown whether the platform took a call.
+const callGrace = 10 * time.Second
+
+// graceful returns the context of one platform call: it ends callGrace
+// after ctx does.
+func graceful(ctx context.Context) (context.Context, context.CancelFunc) {
+	c, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(callGrace, cancel) })
+	return c, func() { stop(); cancel() }
+}
+
+// recordTimeout bounds recording an answered call after ctx has ended.
+const recordTimeout = 10 * time.Second
+
+// recording returns a context for recording a call's outcome that
+// outlives ctx's cancellation (serve may stop during the append, which
+// must not be cut either), bounded by recordTimeout.
+func recording(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 }
 
 // lastCall takes the record of the last call op made for transferID.

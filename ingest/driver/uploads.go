@@ -96,11 +96,16 @@ func (d *Driver) progress(ctx context.Context, t *engine.Transfer, now time.Time
 		return err
 	}
 	msg := fmt.Sprintf("%d of %d uploads imported", done, len(ups))
-	err = d.cfg.Client.ReportProgress(ctx, site, t.TransferID, platform.Progress{Status: platform.InProgress, Percent: pct, Message: msg})
+	cctx, ccancel := graceful(ctx)
+	err = d.cfg.Client.ReportProgress(cctx, site, t.TransferID, platform.Progress{Status: platform.InProgress, Percent: pct, Message: msg})
+	cut := cutShort(cctx, err)
+	ccancel()
 	call := d.lastCall("progress", t.TransferID)
-	if ctx.Err() != nil {
+	if cut {
 		return ctx.Err()
 	}
+	ctx, cancel := recording(ctx)
+	defer cancel()
 	pc := engine.PlatformCall{
 		Op: "progress", Status: platform.InProgress, Percent: pct, Message: msg, Outcome: outcomeOf(err),
 		HTTPStatus: call.Status, Attempts: call.Attempts, Unanswered: call.Unanswered, At: d.cfg.Now().UTC(),
@@ -270,11 +275,15 @@ func (d *Driver) messageStatus(ctx context.Context, t *engine.Transfer, inst pla
 	for len(ids) > 0 {
 		batch := ids[:min(len(ids), 1000)]
 		ids = ids[len(batch):]
-		err := d.cfg.Client.MessageStatus(ctx, inst, t.TransferID, status, batch)
+		cctx, ccancel := graceful(ctx)
+		err := d.cfg.Client.MessageStatus(cctx, inst, t.TransferID, status, batch)
+		cut := cutShort(cctx, err)
+		ccancel()
 		call := d.lastCall("forge.status", t.TransferID)
-		if ctx.Err() != nil {
+		if cut {
 			return ctx.Err()
 		}
+		rctx, cancel := recording(ctx)
 		pc := engine.PlatformCall{
 			Op: "forge.status", Status: status, MessageIDs: batch, Outcome: outcomeOf(err),
 			HTTPStatus: call.Status, Attempts: call.Attempts, Unanswered: call.Unanswered, At: d.cfg.Now().UTC(),
@@ -282,7 +291,9 @@ func (d *Driver) messageStatus(ctx context.Context, t *engine.Transfer, inst pla
 		if err != nil {
 			pc.Error = truncate(err.Error(), 1024)
 		}
-		if err := d.record(ctx, t, &pc); err != nil {
+		err = d.record(rctx, t, &pc)
+		cancel()
+		if err != nil {
 			return err
 		}
 		key := "forge:" + t.TransferID
