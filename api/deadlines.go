@@ -11,11 +11,10 @@ import (
 	"github.com/transferd/transferd/projections"
 )
 
-// NearDeadlineWindow is how close to its 14-day limit (timesOutAt) an
-// unsettled transfer counts as near its deadline; a pending cancellation
-// (settleBy, one hour) always does. The same rule as the driver's metric
-// transferd_transfers_near_deadline (driver.Config.NearWindow's default).
-const NearDeadlineWindow = 24 * time.Hour
+// NearDeadlineWindow is how close to its 14-day limit an unsettled
+// transfer counts as near its deadline (engine.Transfer.NearDeadline), the
+// default of the driver's metric transferd_transfers_near_deadline.
+const NearDeadlineWindow = engine.NearWindow
 
 // DeadlineList is the body of GET /v1/deadlines.
 type DeadlineList struct {
@@ -42,26 +41,17 @@ type NearDeadline struct {
 	Overdue bool `json:"overdue"`
 }
 
-// nearDeadline returns t's near deadline at now, if it has one: the rule
-// of the driver's metric (unsettled, not settled by transferd, a pending
-// cancellation or within NearDeadlineWindow of timesOutAt).
+// nearDeadline returns t's near deadline at now, if it has one
+// (engine.Transfer.NearDeadline with NearDeadlineWindow).
 func nearDeadline(t *engine.Transfer, now time.Time) (NearDeadline, bool) {
-	if t.Settled != nil || t.AppSettled != nil {
+	name, at, ok := t.NearDeadline(now, NearDeadlineWindow)
+	if !ok {
 		return NearDeadline{}, false
 	}
-	dl := t.Deadlines()
-	n := NearDeadline{TransferID: t.TransferID, Tenant: t.Issuer, Source: t.Source, Phase: t.Phase, NeedsAction: t.NeedsAction()}
-	if dl.SettleBy != nil {
-		n.Deadline, n.At = "settleBy", *dl.SettleBy
-	}
-	if dl.TimesOutAt != nil && dl.TimesOutAt.Sub(now) <= NearDeadlineWindow && (n.Deadline == "" || dl.TimesOutAt.Before(n.At)) {
-		n.Deadline, n.At = "timesOutAt", *dl.TimesOutAt
-	}
-	if n.Deadline == "" {
-		return NearDeadline{}, false
-	}
-	n.Overdue = !n.At.After(now)
-	return n, true
+	return NearDeadline{
+		TransferID: t.TransferID, Tenant: t.Issuer, Source: t.Source, Phase: t.Phase, NeedsAction: t.NeedsAction(),
+		Deadline: name, At: at, Overdue: !at.After(now),
+	}, true
 }
 
 // handleDeadlines serves GET /v1/deadlines?limit=: the unsettled

@@ -249,3 +249,26 @@ func UnmarshalTransfer(b []byte) (*Transfer, error) {
 	}
 	return t, nil
 }
+
+// NearWindow is how close to its 14-day limit (timesOutAt) an unsettled
+// transfer counts as near its deadline by default; a pending cancellation
+// (settleBy, an hour) always does.
+const NearWindow = 24 * time.Hour
+
+// NearDeadline returns the deadline t is near or past at now, if any: t
+// is settled neither by the platform nor by transferd, and it has a
+// pending cancellation (name "settleBy") or its timesOutAt is within
+// window of now (name "timesOutAt"); the earlier when both are.
+func (t *Transfer) NearDeadline(now time.Time, window time.Duration) (name string, at time.Time, ok bool) {
+	if t.Settled != nil || t.AppSettled != nil {
+		return "", time.Time{}, false
+	}
+	dl := t.Deadlines()
+	if dl.SettleBy != nil {
+		name, at = "settleBy", *dl.SettleBy
+	}
+	if dl.TimesOutAt != nil && dl.TimesOutAt.Sub(now) <= window && (name == "" || dl.TimesOutAt.Before(at)) {
+		name, at = "timesOutAt", *dl.TimesOutAt
+	}
+	return name, at, name != ""
+}

@@ -107,3 +107,34 @@ func TestTimesOutAtStartsAtTheFirstTrigger(t *testing.T) {
 		}
 	}
 }
+
+func TestNearDeadline(t *testing.T) {
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) *time.Time { v := now.Add(d); return &v }
+	for _, c := range []struct {
+		name      string
+		trigger   *time.Time
+		cancelAt  *time.Time
+		settled   bool
+		want      string
+		wantAt    time.Time
+		wantFound bool
+	}{
+		{name: "far", trigger: at(-time.Hour)},
+		{name: "times out within the window", trigger: at(-14*24*time.Hour + time.Hour), want: "timesOutAt", wantAt: now.Add(time.Hour), wantFound: true},
+		{name: "cancellation", trigger: at(-time.Hour), cancelAt: at(-10 * time.Minute), want: "settleBy", wantAt: now.Add(50 * time.Minute), wantFound: true},
+		{name: "the earlier of both", trigger: at(-14*24*time.Hour + 10*time.Minute), cancelAt: at(-10 * time.Minute), want: "timesOutAt", wantAt: now.Add(10 * time.Minute), wantFound: true},
+		{name: "settled", trigger: at(-14 * 24 * time.Hour), cancelAt: at(-time.Hour), settled: true},
+	} {
+		tr := engine.NewTransfer("t")
+		tr.TriggeredAt, tr.CancellationRequestedAt = c.trigger, c.cancelAt
+		tr.CancellationRequested = c.cancelAt != nil
+		if c.settled {
+			tr.Settled = &engine.Settlement{At: now}
+		}
+		name, got, ok := tr.NearDeadline(now, engine.NearWindow)
+		if name != c.want || ok != c.wantFound || !got.Equal(c.wantAt) {
+			t.Errorf("%s: %q %v %v, want %q %v %v", c.name, name, got, ok, c.want, c.wantAt, c.wantFound)
+		}
+	}
+}

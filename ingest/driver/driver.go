@@ -205,7 +205,7 @@ func New(cfg Config) (*Driver, error) {
 			*d = v
 		}
 	}
-	def(&cfg.NearWindow, 24*time.Hour)
+	def(&cfg.NearWindow, engine.NearWindow)
 	def(&cfg.Interval, 30*time.Second)
 	def(&cfg.Lease, 15*time.Minute)
 	def(&cfg.RetryBase, 30*time.Second)
@@ -307,8 +307,8 @@ func (d *Driver) decide(t *engine.Transfer, now time.Time) (dec *decision, near 
 	if t.Settled != nil || t.AppSettled != nil {
 		return nil, false
 	}
+	_, _, near = t.NearDeadline(now, d.cfg.NearWindow)
 	dl := t.Deadlines()
-	near = dl.SettleBy != nil || (dl.TimesOutAt != nil && dl.TimesOutAt.Sub(now) <= d.cfg.NearWindow)
 	switch {
 	case t.Error != nil || t.Phase == engine.PhaseListenerErrored:
 		if d.cfg.SettleErrored {
