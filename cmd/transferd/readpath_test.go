@@ -53,21 +53,7 @@ func TestReadPathEndToEnd(t *testing.T) {
 	}
 	// The projector catches up asynchronously: wait until every transfer
 	// matches, then check the rest once.
-	deadline := time.Now().Add(30 * time.Second)
-	for _, x := range res.Expect {
-		for {
-			v, err := c.Transfer(ctx, x.TransferID)
-			if err == nil {
-				if err = x.Match(v.Transfer); err == nil {
-					break
-				}
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("transfer %s through the API: %v", x.TransferID, err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	waitMatches(t, srv.url, token, res)
 
 	// The transfers that need action are the ones listed as such.
 	needs := map[string]bool{}
