@@ -67,11 +67,15 @@ test:
 
 ## bench: every benchmark once, with allocations; then the ingest figures
 ## on the platform's shape ($(BENCH_EVENTS) events of N/4.4 transfers, 20
-## tenants), each as a ratio to its ceiling measured in the same run
+## tenants), each as a ratio to its ceiling measured in the same run; then
+## the webhook-200-to-GET lag of a whole serve at BENCH_LAG_RATE events/s
+## (default 5000) over $(BENCH_LAG_EVENTS) events
 BENCH_EVENTS ?= 100000
+BENCH_LAG_EVENTS ?= 50000
 bench:
-	$(GO) test -run '^$$' -bench . -skip '^BenchmarkDurability$$' -benchmem -count 1 ./...
+	$(GO) test -run '^$$' -bench . -skip '^Benchmark(Durability|Lag)$$' -benchmem -count 1 ./...
 	$(GO) test -run '^$$' -bench '^BenchmarkDurability$$' -benchtime $(BENCH_EVENTS)x -count 1 ./ingest/
+	$(GO) test -run '^$$' -bench '^BenchmarkLag$$' -benchtime $(BENCH_LAG_EVENTS)x -count 1 ./cmd/transferd/
 
 ## fuzz: each fuzz target for $(FUZZTIME)
 fuzz:

@@ -15,11 +15,11 @@ import (
 	"github.com/transferd/transferd/engine/journal"
 )
 
-// Journal is what ingest needs from the event log: durable appends, and the
-// first-writer-wins binding of a transfer to its issuer.
+// Journal is what ingest needs from the event log: durable appends, and
+// appends that make the first writer of a transfer its owner.
 type Journal interface {
 	Append(ctx context.Context, e *engine.Event) (journal.Ack, error)
-	Bind(ctx context.Context, transferID, issuer string) (owner string, err error)
+	AppendOwned(ctx context.Context, e *engine.Event) (ack journal.Ack, owner string, err error)
 }
 
 // Config configures the ingest routes. Zero values are the defaults.
@@ -198,11 +198,13 @@ func readBody(body io.Reader, n int64) ([]byte, error) {
 // so only clock skew can put it later.
 const MaxCreatedAtSkew = 24 * time.Hour
 
-// accept binds the transfer to its issuer and appends e, in that order: an
-// event for a transfer owned by another tenant is refused before anything
-// is stored. The binding names the source with the issuer
+// accept appends e if its transfer is new or already belongs to e's
+// issuer: an event for a transfer owned by another tenant is refused and
+// nothing is stored. The owner names the source with the issuer
 // ("connect:<clientKey>", "forge:<installationId>"), so that a Forge
-// installation id equal to a Connect client key is another tenant.
+// installation id equal to a Connect client key is another tenant. The
+// first event of a transfer makes its tenant the owner in the same write
+// (journal.AppendOwned); later ones find the owner in a cache.
 func (h *Handler) accept(ctx context.Context, e *engine.Event, issuer string, o *Outcome) (any, error) {
 	e.Issuer = issuer
 	e.ReceivedAt = h.cfg.Now().UTC()
@@ -214,22 +216,25 @@ func (h *Handler) accept(ctx context.Context, e *engine.Event, issuer string, o 
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.AppendTimeout)
 	defer cancel()
-	want := string(e.Source) + ":" + issuer
+	want := journal.OwnerOf(e.Source, issuer)
+	var (
+		ack journal.Ack
+		err error
+	)
 	owner, ok := h.owners.get(e.TransferID)
-	if !ok {
-		var err error
-		if owner, err = h.journal.Bind(ctx, e.TransferID, want); err != nil {
+	switch {
+	case !ok:
+		if ack, owner, err = h.journal.AppendOwned(ctx, e); err != nil {
 			return nil, err
 		}
 		h.owners.put(e.TransferID, owner)
+	case owner == want:
+		if ack, err = h.journal.Append(ctx, e); err != nil {
+			return nil, err
+		}
 	}
-	// A bare owner is a binding made before bindings named the source.
-	if owner != want && owner != issuer {
+	if owner != want {
 		return nil, fail(httperr.CodeTenantMismatch, "transfer "+e.TransferID+" belongs to another tenant", nil)
-	}
-	ack, err := h.journal.Append(ctx, e)
-	if err != nil {
-		return nil, err
 	}
 	o.Duplicate = ack.Duplicate
 	return Accepted{Accepted: true, Seq: ack.Seq, Duplicate: ack.Duplicate}, nil

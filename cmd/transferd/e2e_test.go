@@ -50,13 +50,13 @@ func noEnv(string) string { return "" }
 type serving struct {
 	url    string
 	stderr *lockedBuffer
-	stop   func(t *testing.T) // cancels serve and waits for a clean exit
+	stop   func(t testing.TB) // cancels serve and waits for a clean exit
 }
 
 // startServe runs `transferd serve --listen 127.0.0.1:0 args…` as main
 // would, reads the address it prints, and waits until /healthz answers.
 // The test ends with serve stopped.
-func startServe(t *testing.T, args ...string) *serving {
+func startServe(t testing.TB, args ...string) *serving {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
@@ -69,7 +69,7 @@ func startServe(t *testing.T, args ...string) *serving {
 		done <- err
 	}()
 	var once sync.Once
-	s.stop = func(t *testing.T) {
+	s.stop = func(t testing.TB) {
 		once.Do(func() {
 			cancel()
 			select {

@@ -119,17 +119,24 @@ func TestTenantsBucket(t *testing.T) {
 func TestOwner(t *testing.T) {
 	j := journaltest.Open(t)
 	ctx := testContext(t)
-	if _, err := j.Owner(ctx, "t 1"); !errors.Is(err, journal.ErrNotFound) {
-		t.Errorf("Owner of an unbound transfer: %v", err)
+	if _, err := j.Owner(ctx, "t1"); !errors.Is(err, journal.ErrNotFound) {
+		t.Errorf("Owner of a transfer without events: %v", err)
 	}
-	if _, err := j.Bind(ctx, "t 1", "issuer-a"); err != nil {
-		t.Fatal(err)
+	first := event(t, "t1", 0)
+	if _, owner, err := j.AppendOwned(ctx, first); err != nil || owner != "connect:client-key-1" {
+		t.Fatalf("AppendOwned = %q, %v", owner, err)
 	}
-	if owner, err := j.Owner(ctx, "t 1"); err != nil || owner != "issuer-a" {
+	// The owner is the first event's, whatever was stored after it.
+	later := event(t, "t1", 1)
+	later.Source, later.Issuer = engine.SourceForge, "installation-2"
+	mustAppend(t, j, later)
+	if owner, err := j.Owner(ctx, "t1"); err != nil || owner != "connect:client-key-1" {
 		t.Errorf("Owner = %q, %v", owner, err)
 	}
-	if _, err := j.Owner(ctx, ""); !errors.Is(err, journal.ErrInvalid) {
-		t.Errorf("Owner of an empty id: %v", err)
+	for _, id := range []string{"", "t 1", "a.b", "t*"} {
+		if _, err := j.Owner(ctx, id); !errors.Is(err, journal.ErrInvalid) {
+			t.Errorf("Owner of %q: %v", id, err)
+		}
 	}
 }
 

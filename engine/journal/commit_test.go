@@ -43,19 +43,20 @@ func TestGroupSyncCoalesces(t *testing.T) {
 		t.Errorf("%d appends: %+v; want fewer syncs than appends", len(want), s)
 	}
 
-	// A bucket write returns once synced too, and so does a Bind, also one
-	// that finds the binding.
+	// A bucket write returns once synced too, and so does an AppendOwned,
+	// also a duplicate.
 	before := j.CommitStats().Syncs
 	if _, err := j.Tenants().Put(testContext(t), "k", []byte("v")); err != nil {
 		t.Fatal(err)
 	}
+	first := event(t, "t-owned", 0)
 	for range 2 {
-		if o, err := j.Bind(testContext(t), "t1", "issuer"); err != nil || o != "issuer" {
-			t.Fatalf("Bind = %q, %v", o, err)
+		if _, o, err := j.AppendOwned(testContext(t), first); err != nil || o != "connect:client-key-1" {
+			t.Fatalf("AppendOwned = %q, %v", o, err)
 		}
 	}
 	if s := j.CommitStats(); s.Syncs != before+3 {
-		t.Errorf("syncs for a Put and two Binds: %d, want 3", s.Syncs-before)
+		t.Errorf("syncs for a Put and two AppendOwned: %d, want 3", s.Syncs-before)
 	}
 }
 

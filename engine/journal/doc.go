@@ -1,11 +1,11 @@
 // Package journal is transferd's event log on NATS JetStream: it starts an
 // embedded nats-server (or connects to an external NATS), ensures the
-// MIGRATIONS and TRANSFERS streams and the tenants and bindings KV buckets,
+// MIGRATIONS and TRANSFERS streams and the tenants and claims (bindings) KV buckets,
 // appends events to MIGRATIONS, and reads them back in stream order.
 //
 // It is package engine's log, and the only package of transferd that talks
 // to NATS: the others append and Read events, follow TRANSFERS with
-// ReadTransfers, ask State and StoredAt for health, Bind and look up Owner
+// ReadTransfers, ask State and StoredAt for health, AppendOwned and look up Owner
 // of transfers, and keep tenants in Tenants, through types of this
 // package; subjects are built and parsed here (EventFilter, TransferFilter,
 // ParseTransferSubject). A failure to reach NATS wraps ErrUnavailable; a

@@ -87,7 +87,7 @@ var acceptance = []struct {
 	{"ReadCorrupt", testReadCorrupt},
 	{"Scan", testScan},
 	{"Publish", testPublish},
-	{"Bind", testBind},
+	{"AppendOwned", testAppendOwned},
 }
 
 func testOpenTwice(t *testing.T, open func(t *testing.T) *journal.Journal) {
@@ -410,30 +410,77 @@ func testPublish(t *testing.T, open func(t *testing.T) *journal.Journal) {
 	}
 }
 
-func testBind(t *testing.T, open func(t *testing.T) *journal.Journal) {
+// transferEvents reads every stored event of transfer id.
+func transferEvents(t *testing.T, j *journal.Journal, id string) []journal.Envelope {
+	t.Helper()
+	r, err := j.Read(testContext(t), 0, journal.TransferEventsFilter(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	return readAll(t, r, 100)
+}
+
+// testAppendOwned: of first events of one transfer sent at once by
+// several tenants, exactly one tenant's is stored and owns the transfer;
+// the others store nothing and learn the owner, then and later.
+func testAppendOwned(t *testing.T, open func(t *testing.T) *journal.Journal) {
 	j := open(t)
 	ctx := testContext(t)
 	for _, id := range []string{"6f1c2a7e-0d4b-4f4e-9a55-3c1d7b8e2f10", "odd:id+with@chars~=x"} {
 		var wg sync.WaitGroup
 		owners := make([]string, 8)
+		stored := make([]bool, len(owners))
 		for i := range owners {
 			wg.Go(func() {
-				o, err := j.Bind(ctx, id, fmt.Sprintf("issuer-%d", i))
+				e := event(t, id, 0)
+				e.Issuer = fmt.Sprintf("issuer-%d", i)
+				if i%2 == 1 {
+					e.Source = engine.SourceForge
+				}
+				ack, o, err := j.AppendOwned(ctx, e)
 				if err != nil {
 					t.Error(err)
 				}
-				owners[i] = o
+				owners[i], stored[i] = o, ack.Seq != 0
 			})
 		}
 		wg.Wait()
-		for _, o := range owners[1:] {
+		winners := 0
+		for i, o := range owners {
 			if o != owners[0] {
 				t.Errorf("%s: owners disagree: %v", id, owners)
 				break
 			}
+			if stored[i] {
+				winners++
+				if want := journal.OwnerOf(map[bool]engine.Source{false: engine.SourceConnect, true: engine.SourceForge}[i%2 == 1], fmt.Sprintf("issuer-%d", i)); o != want {
+					t.Errorf("%s: stored the event of %s, owner %s", id, want, o)
+				}
+			}
 		}
-		if o, err := j.Bind(ctx, id, "late"); err != nil || o != owners[0] {
-			t.Errorf("%s: late Bind = %q, %v; want %q", id, o, err, owners[0])
+		if winners != 1 {
+			t.Errorf("%s: %d first events stored, want 1", id, winners)
+		}
+		envs := transferEvents(t, j, id)
+		if len(envs) != 1 {
+			t.Errorf("%s: %d events stored, want 1", id, len(envs))
+		}
+
+		// The owner appends on; a late tenant stores nothing.
+		src, issuer, _ := strings.Cut(owners[0], ":")
+		next := event(t, id, 1)
+		next.Source, next.Issuer = engine.Source(src), issuer
+		if ack, o, err := j.AppendOwned(ctx, next); err != nil || o != owners[0] || ack.Seq == 0 || ack.Duplicate {
+			t.Errorf("%s: the owner's next event: %+v, %q, %v", id, ack, o, err)
+		}
+		late := event(t, id, 2)
+		late.Issuer = "late"
+		if ack, o, err := j.AppendOwned(ctx, late); err != nil || o != owners[0] || ack.Seq != 0 {
+			t.Errorf("%s: a late tenant: %+v, %q, %v; want owner %q and nothing stored", id, ack, o, err, owners[0])
+		}
+		if envs := transferEvents(t, j, id); len(envs) != 2 {
+			t.Errorf("%s: %d events stored, want 2", id, len(envs))
 		}
 	}
 }

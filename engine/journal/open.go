@@ -214,7 +214,7 @@ func (j *Journal) startSyncer() error {
 		StreamEvents:             false,
 		StreamTransfers:          false,
 		kvStream(BucketTenants):  true,  // updates rewrite old blocks
-		kvStream(BucketBindings): false, // Bind only creates keys
+		kvStream(BucketBindings): false, // Claim only creates keys
 	}, &j.stats, j.cfg.Logger)
 	if err == nil {
 		j.srv.recovery.attach(j.syncer)

@@ -14,8 +14,9 @@ const (
 	StreamTransfers = "TRANSFERS"
 	// BucketTenants maps a Connect clientKey to its installation.
 	BucketTenants = "transferd_tenants"
-	// BucketBindings maps a transfer id to the issuer that first sent an
-	// event for it.
+	// BucketBindings holds the driver's claims (Claim). It once mapped
+	// each transfer id to its owner; the owner is now the first event's
+	// (Owner), and those keys are no longer read.
 	BucketBindings = "transferd_bindings"
 )
 

@@ -119,21 +119,18 @@ func (r *rig) tenant(clientKey, secret string) {
 }
 
 // transfer starts transferId on the platform and appends its events as
-// ingest would (bound to the tenant first), then waits for the projection.
+// ingest would (owned by the tenant), then waits for the projection.
 func (r *rig) transfer(clientKey, id string, bodies ...string) {
 	r.t.Helper()
 	r.plat.AddTransfer(platformtest.Transfer{ID: id, Tenant: clientKey})
-	if _, err := r.j.Bind(r.ctx, id, "connect:"+clientKey); err != nil {
-		r.t.Fatal(err)
-	}
 	for _, b := range bodies {
 		e, err := engine.Parse(engine.SourceConnect, []byte(b))
 		if err != nil {
 			r.t.Fatal(err)
 		}
 		e.Issuer, e.ReceivedAt = clientKey, time.Now().UTC()
-		if _, err := r.j.Append(r.ctx, e); err != nil {
-			r.t.Fatal(err)
+		if _, owner, err := r.j.AppendOwned(r.ctx, e); err != nil || owner != "connect:"+clientKey {
+			r.t.Fatalf("append of %s: owner %q, %v", id, owner, err)
 		}
 	}
 	r.caughtUp()
@@ -428,11 +425,17 @@ func TestTenantsKeepTheirSecrets(t *testing.T) {
 	r.transfer("tenant-b", "t-b", body(errored, "t-b"))
 	r.transfer("tenant-c", "t-c", body(errored, "t-c")) // not in the registry
 
-	// t-x is bound to tenant-a, but an event of tenant-b's reached the
-	// journal (a stored event from before bindings): never settled with
-	// tenant-b's secret.
+	// t-x belongs to tenant-z, whose event was stored first, but an event
+	// of tenant-b's reached the journal too (one stored bypassing ingest's
+	// check; the fold's issuer is the smallest, tenant-b): never settled
+	// with tenant-b's secret.
 	r.plat.AddTransfer(platformtest.Transfer{ID: "t-x", Tenant: "tenant-b"})
-	if _, err := r.j.Bind(r.ctx, "t-x", "connect:tenant-a"); err != nil {
+	first, err := engine.Parse(engine.SourceConnect, []byte(body(triggered, "t-x")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Issuer, first.ReceivedAt = "tenant-z", time.Now().UTC()
+	if _, err := r.j.Append(r.ctx, first); err != nil {
 		t.Fatal(err)
 	}
 	e, err := engine.Parse(engine.SourceConnect, []byte(body(errored, "t-x")))

@@ -293,16 +293,13 @@ func (r *rig) forgeTransfer(inst, id string, keys ...string) {
 		msgs = append(msgs, "m-"+k)
 	}
 	r.plat.AddTransfer(platformtest.Transfer{ID: id, Tenant: inst, Messages: msgs})
-	if _, err := r.j.Bind(r.ctx, id, "forge:"+inst); err != nil {
-		r.t.Fatal(err)
-	}
 	for _, k := range keys {
 		e, err := engine.Parse(engine.SourceForge, fmt.Appendf(nil, forgeUploaded, id, "m-"+k, k))
 		if err != nil {
 			r.t.Fatal(err)
 		}
 		e.Issuer, e.ReceivedAt = inst, time.Now().UTC()
-		if _, err := r.j.Append(r.ctx, e); err != nil {
+		if _, _, err := r.j.AppendOwned(r.ctx, e); err != nil {
 			r.t.Fatal(err)
 		}
 	}

@@ -230,12 +230,12 @@ func (r *run) check(t *testing.T, round int) (lost int) {
 		stored[env.ID] = env.Seq
 		perTransfer[env.TransferID]++
 	}
-	// Every stored event's transfer is bound: an event is never on disk
-	// without its binding.
+	// Every stored transfer has its owner: the first event is the
+	// binding, so the two reach the disk together.
 	for id := range perTransfer {
 		owner, err := j.Owner(ctx, id)
-		if err != nil || owner != issuer {
-			t.Errorf("round %d: transfer %s has events but no binding: %v", round, id, err)
+		if want := journal.OwnerOf(engine.SourceConnect, issuer); err != nil || owner != want {
+			t.Errorf("round %d: transfer %s: owner %q, %v; want %q", round, id, owner, err, want)
 		}
 	}
 	for id, a := range r.acked {
@@ -261,10 +261,7 @@ func (r *run) check(t *testing.T, round int) (lost int) {
 		t.Fatal(err)
 	}
 	probe := newEvent(fmt.Sprintf("check%d", round), 0, round)
-	if _, err := j.Bind(ctx, probe.TransferID, issuer); err != nil {
-		t.Fatal(err)
-	}
-	if a, err := j.Append(ctx, probe); err != nil || a.Seq != last+1 {
+	if a, _, err := j.AppendOwned(ctx, probe); err != nil || a.Seq != last+1 {
 		t.Errorf("round %d: append after recovery: %+v, %v; want seq %d", round, a, err, last+1)
 	} else {
 		r.acked[probe.ID] = ack{seq: a.Seq}
@@ -322,21 +319,22 @@ func child(dir string) int {
 		wg.Go(func() {
 			var mine []*engine.Event
 			for i := 0; ; i++ {
-				// A new transfer every perTransfer events, bound first as
-				// ingest does.
+				// A new transfer every perTransfer events, its first
+				// event appended as ingest does, owning the transfer.
 				transfer := fmt.Sprintf("r%dw%dt%d", round, a, i/perTransfer)
-				if i%perTransfer == 0 {
-					if _, err := j.Bind(ctx, transfer, issuer); err != nil {
-						fmt.Fprintln(os.Stderr, err)
-						time.Sleep(10 * time.Millisecond)
-						continue
-					}
-				}
 				e := newEvent(transfer, i, round)
 				if i%resend == resend-1 && len(mine) > 0 {
 					e = mine[i%len(mine)] // a re-delivery of an acknowledged event
 				}
-				ack, err := j.Append(ctx, e)
+				var (
+					ack journal.Ack
+					err error
+				)
+				if i%perTransfer == 0 {
+					ack, _, err = j.AppendOwned(ctx, e)
+				} else {
+					ack, err = j.Append(ctx, e)
+				}
 				if err != nil {
 					fmt.Fprintln(os.Stderr, err)
 					time.Sleep(10 * time.Millisecond)

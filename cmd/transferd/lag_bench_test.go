@@ -1,0 +1,252 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/transferd/transferd/ingest/atlassian"
+	"github.com/transferd/transferd/ingest/simulator"
+)
+
+// BenchmarkLag is the time from a webhook's 200 to the moment its transfer
+// is visible through GET /v1/transfers/{id}, on a whole `transferd serve`
+// (embedded NATS, --sync always, the projector, bbolt, the query API) in
+// this process, under an open-loop load at a fixed rate (BENCH_LAG_RATE,
+// default 5,000 events/s) of the platform's shape: transfers of ~4.4
+// signed Connect events (a trigger, 2 to 4 uploads, a settle for two in
+// five) from 20 tenants, all shuffled together. It samples the first sent
+// event of one transfer in four: before it, GET answers 404; the lag is
+// from its 200 until GET answers 200 (polled every millisecond). It
+// reports the rate reached, the p50 and p99 lag, and the requests' p99:
+//
+//	go test -run '^$' -bench '^BenchmarkLag$' -benchtime 50000x ./cmd/transferd/
+//
+// (b.N is the number of events.) A rate the server cannot keep up with
+// shows as lag growing with the backlog: compare events/s with the rate.
+func BenchmarkLag(b *testing.B) {
+	rate := 5000
+	if s := os.Getenv("BENCH_LAG_RATE"); s != "" {
+		var err error
+		if rate, err = strconv.Atoi(s); err != nil || rate <= 0 {
+			b.Fatalf("BENCH_LAG_RATE=%q: want a positive number of events/s", s)
+		}
+	}
+	dir := b.TempDir()
+	const tenants = 20
+	secrets := make([][]byte, tenants)
+	for i := range secrets {
+		secrets[i] = fmt.Appendf(nil, "lag-secret-%02d-0123456789abcdefghijklmnop", i)
+		file := filepath.Join(dir, "secret")
+		if err := os.WriteFile(file, secrets[i], 0o600); err != nil {
+			b.Fatal(err)
+		}
+		var out, errOut lockedBuffer
+		argv := []string{"transferd", "tenants", "add", "--data", dir, "--client-key", lagTenant(i), "--shared-secret-file", file}
+		if err := run(context.Background(), argv, noEnv, strings.NewReader(""), &out, &errOut); err != nil {
+			b.Fatalf("tenants add: %v\n%s", err, errOut.String())
+		}
+	}
+	srv := startServe(b, "--data", dir, "--api-token", "lag-token")
+	auth := make([]string, tenants)
+	for i := range auth {
+		tok, err := atlassian.SignConnect("POST", simulator.DefaultConnectPath, "", lagTenant(i), secrets[i], 10*time.Minute, time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		auth[i] = "JWT " + tok
+	}
+	reqs := lagWorkload(b.N, tenants)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128, MaxConnsPerHost: 128}}
+	defer client.CloseIdleConnections()
+
+	var (
+		mu      sync.Mutex
+		lags    []time.Duration
+		reqLats []time.Duration
+		sent    atomic.Int64
+		pending = make(chan lagSample, 4096)
+		work    = make(chan lagReq, 1024)
+		senders sync.WaitGroup
+		pollers sync.WaitGroup
+	)
+	// A poller per sample, so that a slow one never delays the next.
+	pollers.Go(func() {
+		for s := range pending {
+			pollers.Go(func() {
+				for {
+					res, err := client.Do(lagGet(srv.url, s.id))
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+					if res.StatusCode == http.StatusOK {
+						break
+					}
+					if res.StatusCode != http.StatusNotFound {
+						b.Errorf("GET %s: %d", s.id, res.StatusCode)
+						return
+					}
+					time.Sleep(time.Millisecond)
+				}
+				lag := time.Since(s.at)
+				mu.Lock()
+				lags = append(lags, lag)
+				mu.Unlock()
+			})
+		}
+	})
+	for range 64 {
+		senders.Go(func() {
+			var mine []time.Duration
+			for q := range work {
+				req, _ := http.NewRequest("POST", srv.url+simulator.DefaultConnectPath, bytes.NewReader(q.body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Authorization", auth[q.tenant])
+				t0 := time.Now()
+				res, err := client.Do(req)
+				if err != nil {
+					b.Error(err)
+					continue
+				}
+				reply, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				at := time.Now()
+				mine = append(mine, at.Sub(t0))
+				if res.StatusCode != http.StatusOK {
+					b.Errorf("status %d: %s", res.StatusCode, reply)
+					continue
+				}
+				sent.Add(1)
+				if q.sample != "" {
+					pending <- lagSample{id: q.sample, at: at}
+				}
+			}
+			mu.Lock()
+			reqLats = append(reqLats, mine...)
+			mu.Unlock()
+		})
+	}
+
+	b.ResetTimer()
+	start := time.Now()
+	interval := time.Second / time.Duration(rate)
+	for i, q := range reqs {
+		// Open loop: request i is due at start + i/rate, whether or not
+		// the earlier ones were answered.
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			time.Sleep(d)
+		}
+		work <- q
+	}
+	close(work)
+	senders.Wait()
+	elapsed := time.Since(start)
+	close(pending)
+	pollers.Wait()
+	b.StopTimer()
+
+	b.ReportMetric(float64(rate), "target-events/s")
+	b.ReportMetric(float64(sent.Load())/elapsed.Seconds(), "events/s")
+	if len(lags) > 0 {
+		slices.Sort(lags)
+		b.ReportMetric(ms(lags[len(lags)/2]), "lag-p50-ms")
+		b.ReportMetric(ms(lags[len(lags)*99/100]), "lag-p99-ms")
+		b.ReportMetric(float64(len(lags)), "lag-samples")
+	}
+	if len(reqLats) > 0 {
+		slices.Sort(reqLats)
+		b.ReportMetric(ms(reqLats[len(reqLats)*99/100]), "request-p99-ms")
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func lagTenant(i int) string { return fmt.Sprintf("lag-tenant-%02d", i) }
+
+func lagGet(url, id string) *http.Request {
+	req, _ := http.NewRequest("GET", url+"/v1/transfers/"+id, nil)
+	req.Header.Set("Authorization", "Bearer lag-token")
+	return req
+}
+
+type lagReq struct {
+	tenant int
+	body   []byte
+	sample string // the transfer id when this is the sampled first event of its transfer
+}
+
+type lagSample struct {
+	id string
+	at time.Time
+}
+
+// lagWorkload draws at least n requests of the platform's shape from a
+// fixed seed, shuffled, and marks the first request sent of one transfer
+// in four as a sample.
+func lagWorkload(n, tenants int) []lagReq {
+	r := rand.New(rand.NewPCG(3, 4))
+	var reqs []lagReq
+	for t := 0; len(reqs) < n; t++ {
+		tenant := r.IntN(tenants)
+		id := fmt.Sprintf("%08x-lag-%d", r.Uint32(), t)
+		kinds := []string{"listener-triggered"}
+		for range 2 + r.IntN(3) {
+			kinds = append(kinds, "app-data-uploaded")
+		}
+		if r.IntN(5) < 2 {
+			kinds = append(kinds, "transfer-settled")
+		}
+		for k, kind := range kinds {
+			reqs = append(reqs, lagReq{tenant: tenant, body: lagEvent(lagTenant(tenant), id, kind, k)})
+		}
+	}
+	r.Shuffle(len(reqs), func(i, j int) { reqs[i], reqs[j] = reqs[j], reqs[i] })
+	seen := map[string]bool{}
+	for i := range reqs {
+		id := lagTransferID(reqs[i].body)
+		if !seen[id] {
+			seen[id] = true
+			if len(seen)%4 == 0 {
+				reqs[i].sample = id
+			}
+		}
+	}
+	return reqs
+}
+
+func lagTransferID(body []byte) string {
+	_, rest, _ := bytes.Cut(body, []byte(`"transferId":"`))
+	id, _, _ := bytes.Cut(rest, []byte(`"`))
+	return string(id)
+}
+
+// lagEvent is a ~600-byte Connect event as the platform sends them.
+func lagEvent(tenant, transferID, kind string, k int) []byte {
+	n := strconv.Itoa(k)
+	extra := ""
+	switch kind {
+	case "app-data-uploaded":
+		extra = `,"s3Key":"636abf0f-38a2-45c1-8c68-9c7edde97f3f-` + transferID + `-` + n + `","label":"some-optional-label"`
+	case "transfer-settled":
+		extra = `,"transferStatus":"SUCCESS"`
+	}
+	return []byte(`{"eventType":"` + kind + `","cloudAppKey":"my-cloud-app-key","transferId":"` + transferID +
+		`","messageId":"` + transferID + `-msg-` + n + `","serverAppVersion":"1.0","migrationDetails":{"migrationId":"8e60dc59-78d6-484f-966a-a09ff8be8ed0",` +
+		`"migrationScopeId":"442bdd69-622d-323d-889d-383b41d8e536","name":"Migration of my Confluence page","createdAt":1597211035,` +
+		`"jiraClientKey":"unknown","confluenceClientKey":"` + tenant + `","cloudUrl":"https://cloud-site-under-migration.atlassian.net"}` + extra + `}`)
+}
