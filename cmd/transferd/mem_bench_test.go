@@ -25,8 +25,8 @@ import (
 // transfers across 20 tenants, every transfer's events shuffled with all
 // the others': the embedded NATS, the journal, the bbolt projection and the
 // projector wired as transferd serve wires them, with --sync interval.
-// Events go through the journal (Bind on a transfer's first event, then
-// Append, from 64 goroutines) rather than over HTTP, so that 1M events take
+// Events go through the journal (AppendOwned on a transfer's first event,
+// Append for the rest, from 64 goroutines) rather than over HTTP, so that 1M events take
 // a minute; the memory measured is that of the whole process. It reports
 // the peak RSS (VmHWM), the Go heap in use after a GC, and the counts.
 //
@@ -76,13 +76,13 @@ func benchServeMemory(b *testing.B, n int) {
 	for range 64 {
 		wg.Go(func() {
 			for e := range work {
+				var err error
 				if e.first {
-					if _, err := j.Bind(ctx, e.ev.TransferID, e.ev.Issuer); err != nil {
-						errs <- err
-						return
-					}
+					_, _, err = j.AppendOwned(ctx, e.ev)
+				} else {
+					_, err = j.Append(ctx, e.ev)
 				}
-				if _, err := j.Append(ctx, e.ev); err != nil {
+				if err != nil {
 					errs <- err
 					return
 				}
