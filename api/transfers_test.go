@@ -349,3 +349,24 @@ func TestMethodsAndPaths(t *testing.T) {
 		t.Errorf("GET / = %d %q %s", resp.StatusCode, resp.Header.Get("Content-Type"), page)
 	}
 }
+
+// TestGetTransferDiscoveredUpload: an upload-discovered event (what
+// reconciliation journals under serve --drive) shows in GET
+// /v1/transfers/{id} as an upload marked discovered.
+func TestGetTransferDiscoveredUpload(t *testing.T) {
+	f := newFixture(t)
+	e, err := engine.Parse(engine.SourceApp, []byte(`{"eventType":"upload-discovered","transferId":"t-1","messageId":"disc-1","key":"k-held","label":"DATABASE"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Issuer, e.ReceivedAt = "tenant-a", apitest.Epoch.Add(time.Minute)
+	f.env.Append(e)
+	f.env.Sync()
+	var v engine.View
+	body := mustGet(t, f.env, "/v1/transfers/t-1", &v)
+	i := slices.IndexFunc(v.Uploads, func(u engine.Upload) bool { return u.Key == "k-held" })
+	if len(v.Uploads) != 2 || i < 0 || !v.Uploads[i].Discovered || v.Uploads[i].Label != "DATABASE" || v.Uploads[i].ReceivedAt != nil ||
+		!bytes.Contains(body, []byte(`"discovered":true`)) {
+		t.Errorf("t-1 = %s", body)
+	}
+}

@@ -42,14 +42,18 @@ const (
 	// KindUploadReported is an importer's (or an operator's) report on the
 	// work of one upload: done, failed, or requeued (SourceApp only).
 	KindUploadReported Kind = "upload-reported"
-	KindUnknown        Kind = "unknown"
+	// KindUploadDiscovered is an upload the platform's app-data list names
+	// whose app-data-uploaded webhook never arrived, found by
+	// reconciliation (SourceApp only).
+	KindUploadDiscovered Kind = "upload-discovered"
+	KindUnknown          Kind = "unknown"
 )
 
 // Kinds lists every kind, KindUnknown last.
 var Kinds = []Kind{
 	KindListenerTriggered, KindAppDataUploaded, KindEventFileListUploaded,
 	KindExportPhaseCompleted, KindListenerErrored, KindCancellationRequested,
-	KindTransferSettled, KindPlatformCalled, KindUploadReported, KindUnknown,
+	KindTransferSettled, KindPlatformCalled, KindUploadReported, KindUploadDiscovered, KindUnknown,
 }
 
 // Valid reports whether k is one of Kinds.
@@ -149,7 +153,14 @@ type Upload struct {
 	// Work is the importers' work on the upload as reported (the greatest
 	// report); absent while none was made.
 	Work *UploadWork `json:"work,omitempty"`
+	// Discovered: reconciliation found the upload on the platform's
+	// app-data list (an upload-discovered event), whatever webhook came.
+	Discovered bool `json:"discovered,omitempty"`
 }
+
+// Announced reports whether the upload is work: a platform event announced
+// it, or reconciliation discovered it (not only reported on).
+func (u *Upload) Announced() bool { return u.ReceivedAt != nil || u.Discovered }
 
 // The statuses of an upload's work.
 const (

@@ -32,6 +32,9 @@ func (t *Transfer) Apply(e *Event) bool {
 			w.At = w.At.UTC()
 			t.addUpload(Upload{Key: r.Key, Work: &w})
 		}
+		if e.Kind == KindUploadDiscovered && e.Upload != nil {
+			t.addUpload(*e.Upload)
+		}
 		return true
 	}
 	t.Source = Source(minString(string(t.Source), string(e.Source)))
@@ -163,6 +166,7 @@ func (t *Transfer) addUpload(u Upload) {
 		o := &t.Uploads[i]
 		o.Label = minString(o.Label, u.Label)
 		o.Kind = minString(o.Kind, u.Kind)
+		o.Discovered = o.Discovered || u.Discovered
 		for _, id := range u.MessageIDs {
 			j := sort.SearchStrings(o.MessageIDs, id)
 			if j == len(o.MessageIDs) || o.MessageIDs[j] != id {

@@ -173,7 +173,7 @@ func genEvents(t *rapid.T) []*engine.Event {
 			p := map[string]any{"transferId": id}
 			evSrc := src
 			switch {
-			case k == engine.KindPlatformCalled || k == engine.KindUploadReported:
+			case k == engine.KindPlatformCalled || k == engine.KindUploadReported || k == engine.KindUploadDiscovered:
 				evSrc = engine.SourceApp
 				p["eventType"] = string(k)
 			case src == engine.SourceConnect:
@@ -224,6 +224,10 @@ func genEvents(t *rapid.T) []*engine.Event {
 					p["status"] = rapid.SampledFrom([]string{"SUCCESS", "FAILED"}).Draw(t, "ackStatus")
 					p["messageIds"] = []string{fmt.Sprintf("%s-m%d", id, rapid.IntRange(0, 3).Draw(t, "ackOf"))}
 				}
+			case engine.KindUploadDiscovered:
+				// Reconciliation's finds, often of uploads a webhook also announces.
+				p["key"] = rapid.SampledFrom([]string{"k1", "k2", "k3"}).Draw(t, "discoveredKey")
+				p["label"] = rapid.SampledFrom([]string{"", "l1", "l2"}).Draw(t, "discoveredLabel")
 			case engine.KindUploadReported:
 				// Importers' reports, often on the same upload and attempt.
 				p["key"] = rapid.SampledFrom([]string{"k1", "k2", "k3"}).Draw(t, "reportKey")
@@ -389,6 +393,49 @@ func TestFoldUploadWork(t *testing.T) {
 		`{"eventType":"upload-reported","transferId":"t","key":"k","status":"done","attempt":0,"at":"2026-11-23T10:00:00Z"}`,
 		`{"eventType":"upload-reported","transferId":"t","key":"k","status":"done","attempt":1,"since":2,"at":"2026-11-23T10:00:00Z"}`,
 		`{"eventType":"upload-reported","transferId":"t","key":"k","status":"done","attempt":1}`,
+	} {
+		if _, err := engine.Parse(engine.SourceApp, []byte(bad)); err == nil {
+			t.Errorf("accepted %s", bad)
+		}
+	}
+}
+
+// TestFoldUploadDiscovered: an upload-discovered event (reconciliation)
+// adds an announced upload marked discovered; the webhook of the same key,
+// before or after, fills the rest, and reports apply to it as to any
+// upload. Only SourceApp may carry the kind.
+func TestFoldUploadDiscovered(t *testing.T) {
+	disc := mustParse(t, engine.SourceApp, `{"eventType":"upload-discovered","transferId":"t","messageId":"disc-1","key":"k","label":"DATABASE"}`)
+	disc.Issuer, disc.ReceivedAt = "tenant-a", time.Date(2026, 11, 23, 9, 30, 0, 0, time.UTC)
+	if disc.Kind != engine.KindUploadDiscovered || disc.Upload == nil || !disc.Upload.Discovered {
+		t.Fatalf("parsed %+v", disc)
+	}
+	alone := engine.Fold("t", []*engine.Event{disc})
+	if len(alone.Uploads) != 1 || !alone.Uploads[0].Discovered || !alone.Uploads[0].Announced() || alone.Uploads[0].ReceivedAt != nil ||
+		alone.Uploads[0].Label != "DATABASE" || alone.Phase != engine.NewTransfer("t").Phase || !alone.FirstReceivedAt.IsZero() {
+		t.Fatalf("discovered alone: %+v", alone)
+	}
+	up := mustParse(t, engine.SourceConnect, `{"eventType":"app-data-uploaded","transferId":"t","messageId":"u","s3Key":"k","label":"DATABASE"}`)
+	up.Issuer, up.ReceivedAt = "tenant-a", time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	done := mustParse(t, engine.SourceApp, `{"eventType":"upload-reported","transferId":"t","messageId":"r","key":"k","status":"done","attempt":1,"final":true,"at":"2026-11-23T10:05:00Z"}`)
+	done.Issuer = "tenant-a"
+	a := engine.Fold("t", []*engine.Event{disc, up, done, disc}).MarshalCanonical()
+	b := engine.Fold("t", []*engine.Event{done, up, disc}).MarshalCanonical()
+	if !bytes.Equal(a, b) {
+		t.Fatalf("order matters:\n%s\n%s", a, b)
+	}
+	tr := engine.Fold("t", []*engine.Event{up, disc, done})
+	if u := tr.Uploads[0]; len(tr.Uploads) != 1 || !u.Discovered || u.ReceivedAt == nil || len(u.MessageIDs) != 1 || u.Work == nil || u.Work.Status != engine.WorkDone {
+		t.Errorf("discovered and announced: %+v", tr.Uploads)
+	}
+	for _, src := range []engine.Source{engine.SourceConnect, engine.SourceForge} {
+		if e := mustParse(t, src, string(disc.Payload)); e.Kind != engine.KindUnknown || e.Upload != nil {
+			t.Errorf("%s passed for a discovery: kind %s upload %+v", src, e.Kind, e.Upload)
+		}
+	}
+	for _, bad := range []string{
+		`{"eventType":"upload-discovered","transferId":"t","key":""}`,
+		`{"eventType":"upload-discovered","transferId":"t","key":7}`,
 	} {
 		if _, err := engine.Parse(engine.SourceApp, []byte(bad)); err == nil {
 			t.Errorf("accepted %s", bad)

@@ -181,8 +181,9 @@ func parse(src Source, payload []byte, id string) (*Event, error) {
 // Connect and Forge payloads naming them are KindUnknown: the platform's
 // deliveries can never pass for transferd's own actions.
 var appKinds = map[string]Kind{
-	string(KindPlatformCalled): KindPlatformCalled,
-	string(KindUploadReported): KindUploadReported,
+	string(KindPlatformCalled):   KindPlatformCalled,
+	string(KindUploadReported):   KindUploadReported,
+	string(KindUploadDiscovered): KindUploadDiscovered,
 }
 
 func kindOf(eventType string) Kind {
@@ -254,6 +255,12 @@ func parseKindFacts(e *Event, w *wire) error {
 			return err
 		}
 		e.Report = r
+	case KindUploadDiscovered:
+		u, err := parseDiscovered(e.Payload)
+		if err != nil {
+			return err
+		}
+		e.Upload = u
 	case KindTransferSettled:
 		for _, f := range []struct {
 			raw  []byte
@@ -541,4 +548,23 @@ func parseReport(payload []byte) (*UploadReport, error) {
 	}
 	r.At = r.At.UTC()
 	return &r, nil
+}
+
+// parseDiscovered reads the upload of an upload-discovered payload, which
+// transferd wrote: key (as the platform's s3Key) and label.
+func parseDiscovered(payload []byte) (*Upload, error) {
+	var d struct {
+		Key   string `json:"key"`
+		Label string `json:"label"`
+	}
+	if err := json.Unmarshal(payload, &d); err != nil {
+		return nil, invalid("", "upload-discovered payload: "+jsonReason(err))
+	}
+	switch {
+	case d.Key == "" || len(d.Key) > MaxUploadKey || !utf8.ValidString(d.Key):
+		return nil, invalid("key", "required, at most 1024 bytes of UTF-8")
+	case len(d.Label) > MaxUploadKey || !utf8.ValidString(d.Label):
+		return nil, invalid("label", "at most 1024 bytes of UTF-8")
+	}
+	return &Upload{Key: d.Key, Label: d.Label, Discovered: true}, nil
 }

@@ -116,7 +116,7 @@ func TestParseContentIdentity(t *testing.T) {
 
 func TestParseKinds(t *testing.T) {
 	for _, k := range engine.Kinds {
-		if k == engine.KindUnknown || k == engine.KindPlatformCalled || k == engine.KindUploadReported {
+		if k == engine.KindUnknown || k == engine.KindPlatformCalled || k == engine.KindUploadReported || k == engine.KindUploadDiscovered {
 			continue
 		}
 		extra := ""

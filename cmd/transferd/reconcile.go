@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/transferd/transferd/api"
+	"github.com/transferd/transferd/engine/journal"
 	"github.com/transferd/transferd/ingest"
 	"github.com/transferd/transferd/ingest/driver"
 	"github.com/transferd/transferd/ingest/platform"
@@ -22,13 +23,13 @@ type reconcileFlags struct {
 }
 
 func (f *reconcileFlags) register(fs *flag.FlagSet) {
-	fs.DurationVar(&f.interval, "reconcile-interval", 0, "with --drive, compare at start and this often the platform's recent transfers and each active\ntransfer's app-data list with the journal, showing at GET /v1/reconciliation what only the\nplatform knows (webhooks that never arrived); 0 is off")
+	fs.DurationVar(&f.interval, "reconcile-interval", 0, "with --drive, compare at start and this often the platform's recent transfers and each active\ntransfer's app-data list with the journal, showing at GET /v1/reconciliation what only the\nplatform knows (webhooks that never arrived) and journaling each missing upload as an\nupload-discovered event (importer work); 0 is off")
 }
 
 // start starts the reconciler when --reconcile-interval is set; it returns
 // what the query API shows (nil when off) and a function that waits for it
 // to stop once ctx ends.
-func (f *reconcileFlags) start(ctx context.Context, log *slog.Logger, drive *driveFlags, store *projections.Store, tenants *ingest.Registry, in *ingest.Handler, metrics *api.Metrics) (show func() any, wait func(), err error) {
+func (f *reconcileFlags) start(ctx context.Context, log *slog.Logger, drive *driveFlags, j *journal.Journal, store *projections.Store, tenants *ingest.Registry, in *ingest.Handler, metrics *api.Metrics) (show func() any, wait func(), err error) {
 	if f.interval == 0 {
 		return nil, func() {}, nil
 	}
@@ -41,7 +42,7 @@ func (f *reconcileFlags) start(ctx context.Context, log *slog.Logger, drive *dri
 	r, err := driver.NewReconciler(driver.ReconcileConfig{
 		Store: store, Tenants: tenants, ForgeCredential: in.ForgeCredential,
 		Client:   &platform.Client{AppKey: drive.appKey},
-		Interval: f.interval, Logger: log,
+		Interval: f.interval, Logger: log, Journal: j,
 	})
 	if err != nil {
 		return nil, nil, usageError(err.Error())

@@ -169,7 +169,7 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 		cancel() // the driver stops with hctx, before the store closes
 		waitDriver()
 	}()
-	reconciliation, waitReconcile, err := c.reconcile.start(hctx, log, &c.drive, store, tenants, in, metrics)
+	reconciliation, waitReconcile, err := c.reconcile.start(hctx, log, &c.drive, j, store, tenants, in, metrics)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,9 @@ package driver
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +14,7 @@ import (
 	"time"
 
 	"github.com/transferd/transferd/engine"
+	"github.com/transferd/transferd/engine/journal"
 	"github.com/transferd/transferd/ingest"
 	"github.com/transferd/transferd/ingest/platform"
 	"github.com/transferd/transferd/projections"
@@ -34,8 +38,13 @@ type ReconcileConfig struct {
 	Client *platform.Client
 	// Interval between passes; default 5 minutes.
 	Interval time.Duration
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// Journal, when set, receives an upload-discovered event (source app)
+	// for each missing upload, named by transferId and key so repeated
+	// passes and instances store one: it becomes the transfer's upload
+	// (work, and a settle-done waits for it). Nil only shows them.
+	Journal *journal.Journal
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Reconciliation is what the last reconciliation pass found: what the
@@ -55,7 +64,8 @@ type Reconciliation struct {
 	// arrived.
 	UnknownTransfers []UnknownTransfer `json:"unknownTransfers"`
 	// MissingUploads are uploads the platform lists for an active transfer
-	// whose app-data-uploaded webhook never arrived.
+	// whose app-data-uploaded webhook never arrived (also once journaled
+	// as upload-discovered: they stay here until the webhook comes).
 	MissingUploads []MissingUpload `json:"missingUploads"`
 	// Errors are the calls that failed in the last pass (which tenant or
 	// transfer, and why), without secrets.
@@ -82,8 +92,8 @@ type MissingUpload struct {
 // Reconciler compares, at start and every Interval, the platform's recent
 // transfers (per Connect tenant) and the app-data list of every active
 // transfer with the projection, and keeps what only the platform knows.
-// It only reads: it calls the platform's GET routes and writes nothing to
-// the journal.
+// It calls only the platform's GET routes; with a Journal it appends what
+// it finds missing as upload-discovered events.
 type Reconciler struct {
 	cfg ReconcileConfig
 
@@ -223,18 +233,25 @@ func (r *Reconciler) Pass(ctx context.Context) Reconciliation {
 					fail("data list of %s: %v", t.TransferID, err)
 					// Keep what an earlier pass found, unless it arrived since.
 					for _, u := range prev.MissingUploads {
-						if u.TransferID == t.TransferID && !slices.ContainsFunc(t.Uploads, func(x engine.Upload) bool { return x.Key == u.S3Key }) {
+						if u.TransferID == t.TransferID && !slices.ContainsFunc(t.Uploads, func(x engine.Upload) bool { return x.Key == u.S3Key && x.ReceivedAt != nil }) {
 							out.MissingUploads = append(out.MissingUploads, u)
 						}
 					}
 					continue
 				}
 				for _, d := range list {
-					if d.S3Key == "" || slices.ContainsFunc(t.Uploads, func(u engine.Upload) bool { return u.Key == d.S3Key }) {
-						continue
+					i := slices.IndexFunc(t.Uploads, func(u engine.Upload) bool { return u.Key == d.S3Key })
+					if d.S3Key == "" || i >= 0 && t.Uploads[i].ReceivedAt != nil {
+						continue // its webhook arrived
 					}
 					k := [2]string{t.TransferID, d.S3Key}
 					out.MissingUploads = append(out.MissingUploads, MissingUpload{TransferID: t.TransferID, S3Key: d.S3Key, Label: d.Label, FirstSeenAt: first(seenU[k])})
+					if i >= 0 && t.Uploads[i].Discovered {
+						continue // journaled by an earlier pass
+					}
+					if err := r.discovered(ctx, t, d); err != nil {
+						fail("journal the upload %s of %s: %v", d.S3Key, t.TransferID, err)
+					}
 				}
 			}
 			if cursor = page.NextCursor; cursor == "" {
@@ -279,4 +296,30 @@ func (r *Reconciler) target(ctx context.Context, t *engine.Transfer) (platform.T
 		return platform.ForgeInstallation{APIBaseURL: c.APIBaseURL, Token: c.Token}, true
 	}
 	return nil, false
+}
+
+// discovered appends the upload-discovered event of d, an upload of t the
+// platform lists, when a Journal is set. Its id is a digest of transferId
+// and key: every pass and instance writes the same event.
+func (r *Reconciler) discovered(ctx context.Context, t *engine.Transfer, d platform.AppData) error {
+	if r.cfg.Journal == nil {
+		return nil
+	}
+	sum := sha256.Sum256([]byte(t.TransferID + "\x00" + d.S3Key))
+	payload, err := json.Marshal(struct {
+		EventType  string `json:"eventType"`
+		TransferID string `json:"transferId"`
+		MessageID  string `json:"messageId"`
+		Key        string `json:"key"`
+		Label      string `json:"label,omitempty"`
+	}{string(engine.KindUploadDiscovered), t.TransferID, "disc-" + hex.EncodeToString(sum[:16]), d.S3Key, d.Label})
+	if err != nil {
+		return err
+	}
+	e, err := engine.Parse(engine.SourceApp, payload)
+	if err != nil {
+		return err
+	}
+	e.Issuer, e.ReceivedAt = t.Issuer, r.cfg.Now().UTC()
+	return appendRetrying(ctx, r.cfg.Journal, e, r.cfg.Logger)
 }

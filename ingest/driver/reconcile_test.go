@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/transferd/transferd/engine"
+	"github.com/transferd/transferd/engine/journal"
 	"github.com/transferd/transferd/ingest/driver"
 	"github.com/transferd/transferd/ingest/platform"
 	"github.com/transferd/transferd/ingest/platform/platformtest"
@@ -90,5 +92,78 @@ func TestReconcileReportsPlatformErrors(t *testing.T) {
 		if strings.Contains(got.Errors[0], s) {
 			t.Fatalf("an error names a secret: %s", got.Errors[0])
 		}
+	}
+}
+
+// TestReconcileJournalsHeldBackUpload: an upload the platform lists whose
+// webhook was held back is journaled once as upload-discovered (two passes,
+// a restarted reconciler), folds into the transfer marked discovered,
+// becomes claimable work, and a settle-done waits for it: SUCCESS only
+// once it is reported done.
+func TestReconcileJournalsHeldBackUpload(t *testing.T) {
+	r := newRig(t)
+	r.tenant("ck-1", "secret-secret-secret-1")
+	id := "t-held"
+	r.transfer("ck-1", id, fmt.Sprintf(triggered, id), fmt.Sprintf(reconUploaded, id, "k-seen"), fmt.Sprintf(`{"eventType":"export-phase-completed","transferId":"%s"}`, id))
+	r.plat.AddTransfer(platformtest.Transfer{ID: id, Tenant: "ck-1", Data: []platform.AppData{{S3Key: "k-seen"}, {S3Key: "k-held", Label: "DATABASE"}}})
+
+	journaling := func() *driver.Reconciler {
+		rc, err := driver.NewReconciler(driver.ReconcileConfig{
+			Store: r.store, Tenants: r.reg, Journal: r.j, Logger: discard(),
+			Client: &platform.Client{AppKey: appKey, Retry: platform.Retry{Attempts: 4, Base: time.Millisecond, Max: 5 * time.Millisecond}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rc
+	}
+	rc := journaling()
+	for range 2 {
+		if got := rc.Pass(r.ctx); len(got.Errors) != 0 || len(got.MissingUploads) != 1 || got.MissingUploads[0].S3Key != "k-held" {
+			t.Fatalf("pass: %+v", got)
+		}
+		r.caughtUp()
+	}
+	if got := journaling().Pass(r.ctx); len(got.MissingUploads) != 1 { // a restart
+		t.Fatalf("pass after a restart: %+v", got)
+	}
+	r.caughtUp()
+	n := 0
+	for env, err := range r.j.Scan(r.ctx, journal.EventFilter(id, engine.KindUploadDiscovered)) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e, err := env.Event(); err != nil || env.Source != engine.SourceApp || e.Issuer != "ck-1" || e.Upload == nil || e.Upload.Key != "k-held" {
+			t.Fatalf("event %s: source %s %+v %v", env.ID, env.Source, e, err)
+		}
+		n++
+	}
+	if n != 1 {
+		t.Fatalf("%d upload-discovered events, want 1", n)
+	}
+	tr := r.folded(id)
+	if len(tr.Uploads) != 2 || tr.Uploads[0].Key != "k-held" || !tr.Uploads[0].Discovered || tr.Uploads[0].Label != "DATABASE" || tr.Uploads[1].Discovered {
+		t.Fatalf("folded uploads %+v", tr.Uploads)
+	}
+
+	w := r.work(driver.WorkConfig{})
+	var items []*driver.Item
+	for it := r.claim(w, ""); it != nil; it = r.claim(w, "") {
+		items = append(items, it)
+	}
+	if len(items) != 2 || items[0].Key != "k-held" || items[1].Key != "k-seen" {
+		t.Fatalf("claimed %+v, want k-held and k-seen", items)
+	}
+	d := r.driver(driver.Config{SettleDone: true})
+	r.report(w, items[1], driver.WorkReport{Status: "done"})
+	if rep := r.pass(d); rep.Settled != 0 || r.platform(id).Settles != 0 {
+		t.Fatalf("settled with the discovered upload not done: %+v", rep)
+	}
+	r.report(w, items[0], driver.WorkReport{Status: "done"})
+	if rep := r.pass(d); rep.Settled != 1 {
+		t.Fatalf("not settled once all were done: %+v", rep)
+	}
+	if pt := r.platform(id); pt.Settles != 1 || pt.Status != platform.Success {
+		t.Errorf("platform %+v", pt)
 	}
 }

@@ -15,12 +15,12 @@ import (
 	"github.com/transferd/transferd/ingest/platform"
 )
 
-// announced are t's uploads that a platform event announced (not only
-// reported).
+// announced are t's uploads that a platform event announced or
+// reconciliation discovered (not only reported).
 func announced(t *engine.Transfer) []engine.Upload {
 	var out []engine.Upload
 	for _, u := range t.Uploads {
-		if u.ReceivedAt != nil {
+		if u.Announced() {
 			out = append(out, u)
 		}
 	}
@@ -145,7 +145,7 @@ func (d *Driver) forge(ctx context.Context, t *engine.Transfer, now time.Time, r
 			status = platform.Success
 		case u.Work.Dead():
 			status = platform.Failed
-		case now.After(u.ReceivedAt.Add(ForgeWindow - d.cfg.ForgeAckBefore)):
+		case u.ReceivedAt != nil && now.After(u.ReceivedAt.Add(ForgeWindow-d.cfg.ForgeAckBefore)):
 			rep.ForgeDue++
 			if d.cfg.ForgeTimeout != "failed" {
 				d.log.Warn("driver: Forge message close to its 15-minute window without a report", "transferId", t.TransferID, "key", u.Key, "receivedAt", u.ReceivedAt)

@@ -149,7 +149,7 @@ func (w *Work) backoff(n int) time.Duration {
 
 // claimable reports whether u can be handed out at now, and its attempt.
 func (w *Work) claimable(u *engine.Upload, now time.Time) (int, bool) {
-	if u.ReceivedAt == nil { // only reported, never announced
+	if !u.Announced() { // only reported, never announced nor discovered
 		return 0, false
 	}
 	switch wk := u.Work; {
@@ -267,7 +267,7 @@ func (w *Work) transfer(tenant, transferID, key string) (*engine.Transfer, *engi
 		return nil, nil, fmt.Errorf("%w: transfer %s", ErrTenantMismatch, transferID)
 	}
 	i := sort.Search(len(t.Uploads), func(i int) bool { return t.Uploads[i].Key >= key })
-	if i == len(t.Uploads) || t.Uploads[i].Key != key || t.Uploads[i].ReceivedAt == nil {
+	if i == len(t.Uploads) || t.Uploads[i].Key != key || !t.Uploads[i].Announced() {
 		return nil, nil, fmt.Errorf("%w: upload %q of transfer %s", ErrNotFound, key, transferID)
 	}
 	return t, &t.Uploads[i], nil
