@@ -33,13 +33,18 @@ import (
 //
 //	go test -run '^$' -bench CatchUp -benchtime 1x ./projections/
 //
-// (-short skips the million-event stream). It reports events/s, CPU time
+// (-short skips the million-event stream; PROJECTIONS_BENCH_EVENTS=N runs
+// one stream of N events instead). It reports events/s, CPU time
 // per event, and the peak live Go heap while catching up, which must not
 // grow with the stream.
 func BenchmarkCatchUp(b *testing.B) {
-	for _, n := range []int{100_000, 1_000_000} {
+	sizes := []int{100_000, 1_000_000}
+	if n, err := strconv.Atoi(os.Getenv("PROJECTIONS_BENCH_EVENTS")); err == nil && n > 0 {
+		sizes = []int{n}
+	}
+	for _, n := range sizes {
 		b.Run(fmt.Sprintf("events=%d", n), func(b *testing.B) {
-			if n > 100_000 && testing.Short() {
+			if n > 100_000 && len(sizes) > 1 && testing.Short() {
 				b.Skip("-short")
 			}
 			j, server := benchJournal(b, n)

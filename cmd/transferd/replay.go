@@ -132,8 +132,12 @@ func (p *progress) draw(now time.Time) {
 	if p.total > 0 {
 		pct = 100 * float64(p.done) / float64(p.total)
 	}
+	eta := "-"
+	if rate > 0 && p.total >= p.done {
+		eta = (time.Duration(float64(p.total-p.done)/rate) * time.Second).Round(time.Second).String()
+	}
 	if !p.tty {
-		fmt.Fprintf(p.w, "%d/%d %s (%.0f%%), %.0f/s\n", p.done, p.total, p.unit, pct, rate)
+		fmt.Fprintf(p.w, "%d/%d %s (%.0f%%), %.0f/s, ETA %s\n", p.done, p.total, p.unit, pct, rate, eta)
 		return
 	}
 	const width = 30
@@ -145,7 +149,7 @@ func (p *progress) draw(now time.Time) {
 			bar[i] = '#'
 		}
 	}
-	fmt.Fprintf(p.w, "\r[%s] %5.1f%% %d/%d %s, %.0f/s ", bar, pct, p.done, p.total, p.unit, rate)
+	fmt.Fprintf(p.w, "\r[%s] %5.1f%% %d/%d %s, %.0f/s, ETA %s\033[K", bar, pct, p.done, p.total, p.unit, rate, eta)
 }
 
 func (p *progress) finish() {

@@ -280,7 +280,12 @@ func openStore(ctx context.Context, log *slog.Logger, j *journal.Journal, path s
 	progress := func(done, total uint64) {
 		if now := time.Now(); now.Sub(last) >= 5*time.Second {
 			last = now
-			log.Info("rebuilding the projection", "events", done, "of", total)
+			rate := float64(done) / max(now.Sub(start).Seconds(), 1e-3)
+			eta := time.Duration(0)
+			if rate > 0 && total >= done {
+				eta = (time.Duration(float64(total-done)/rate) * time.Second).Round(time.Second)
+			}
+			log.Info("rebuilding the projection", "events", done, "of", total, "per_second", int(rate), "eta", eta.String())
 		}
 	}
 	if err := projections.Rebuild(ctx, j, path, progress); err != nil {
