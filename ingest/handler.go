@@ -54,6 +54,13 @@ type Config struct {
 	Observe func(o Outcome)
 	// Now is the clock for receive times; default time.Now.
 	Now func() time.Time
+	// ForgeCredentials, when set, also keeps each Forge installation's
+	// newest credential (see ForgeCredential) in this bucket, sealed with
+	// the secrets keys of the tenant registry given to New, so that a
+	// restarted server and the other instances on the journal have it.
+	// With a registry without keys, credentials stay in memory (logged at
+	// New): never stored in clear.
+	ForgeCredentials *journal.Credentials
 }
 
 // Outcome is one ingest request's result, for metrics.

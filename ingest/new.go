@@ -33,6 +33,13 @@ func New(ctx context.Context, cfg Config, j Journal, tenants *Registry) (*Handle
 		if err != nil {
 			return nil, err
 		}
+		switch {
+		case cfg.ForgeCredentials == nil:
+		case tenants.keys == nil:
+			cfg.Logger.Warn("ingest: no secrets key: Forge credentials are kept in memory only, so after a restart a Forge message is acknowledged only once its installation sends another event")
+		default:
+			h.forgeCreds.persist(ctx, cfg.ForgeCredentials, tenants.keys, cfg.Logger)
+		}
 	}
 
 	h.mux.Handle("POST "+cfg.ConnectPath, h.observe("connect", "connect", h.handleConnect))
@@ -50,6 +57,14 @@ func New(ctx context.Context, cfg Config, j Journal, tenants *Registry) (*Handle
 		})
 	}
 	return h, nil
+}
+
+// Close writes the Forge credentials not yet stored (each write bounded)
+// and stops their writer; the writer also stops when New's ctx ends.
+// Call it once the HTTP server has stopped, before the journal closes.
+func (h *Handler) Close() error {
+	h.forgeCreds.close()
+	return nil
 }
 
 type stage func(w http.ResponseWriter, r *http.Request, o *Outcome) (any, error)

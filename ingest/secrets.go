@@ -12,10 +12,11 @@ import (
 	"strings"
 )
 
-// ErrSecretKey is wrapped by the error for a tenant whose stored shared
-// secret cannot be decrypted: sealed with a key that is not configured, or
-// tampered with.
-var ErrSecretKey = errors.New("ingest: shared secret cannot be decrypted")
+// ErrSecretKey is wrapped by the error for a sealed value at rest (a
+// tenant's shared secret, a Forge credential) that cannot be decrypted:
+// sealed with a key that is not configured, for another tenant or
+// installation, or tampered with.
+var ErrSecretKey = errors.New("ingest: sealed secret cannot be decrypted")
 
 // SecretKeyLen is the length of a secrets key: AES-256.
 const SecretKeyLen = 32
@@ -126,16 +127,27 @@ func aad(clientKey string) []byte {
 
 // Seal encrypts secret for clientKey with the current key.
 func (k *SecretKeys) Seal(clientKey, secret string) string {
-	aead := k.aead[k.current]
-	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(secret)+aead.Overhead())
-	rand.Read(nonce)
-	ct := aead.Seal(nonce, nonce, []byte(secret), aad(clientKey))
-	return sealedPrefix + k.current + "." + base64.RawURLEncoding.EncodeToString(ct)
+	return k.seal(aad(clientKey), secret)
 }
 
 // Open decrypts a secret Seal sealed for clientKey, and returns the id of
 // the key it was sealed with.
 func (k *SecretKeys) Open(clientKey, sealed string) (secret, keyID string, err error) {
+	return k.open(aad(clientKey), sealed)
+}
+
+// seal encrypts secret with the current key, bound to the associated
+// data ad: each kind of secret has its own domain in ad, so that a value
+// sealed as one kind, or for one owner, never opens as another.
+func (k *SecretKeys) seal(ad []byte, secret string) string {
+	aead := k.aead[k.current]
+	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(secret)+aead.Overhead())
+	rand.Read(nonce)
+	ct := aead.Seal(nonce, nonce, []byte(secret), ad)
+	return sealedPrefix + k.current + "." + base64.RawURLEncoding.EncodeToString(ct)
+}
+
+func (k *SecretKeys) open(ad []byte, sealed string) (secret, keyID string, err error) {
 	rest, ok := strings.CutPrefix(sealed, sealedPrefix)
 	id, b64, ok2 := strings.Cut(rest, ".")
 	if !ok || !ok2 {
@@ -149,9 +161,9 @@ func (k *SecretKeys) Open(clientKey, sealed string) (secret, keyID string, err e
 	if err != nil || len(ct) < aead.NonceSize()+aead.Overhead() {
 		return "", id, fmt.Errorf("%w: malformed", ErrSecretKey)
 	}
-	pt, err := aead.Open(nil, ct[:aead.NonceSize()], ct[aead.NonceSize():], aad(clientKey))
+	pt, err := aead.Open(nil, ct[:aead.NonceSize()], ct[aead.NonceSize():], ad)
 	if err != nil {
-		return "", id, fmt.Errorf("%w: key %s does not open it (wrong key, or tampered with)", ErrSecretKey, id)
+		return "", id, fmt.Errorf("%w: key %s does not open it (sealed for another tenant or installation, or tampered with)", ErrSecretKey, id)
 	}
 	return string(pt), id, nil
 }

@@ -148,10 +148,12 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 		AppendTimeout:        c.appendTimeout,
 		Logger:               withLocalKeysNote(log, c.jwksURL),
 		Observe:              func(o ingest.Outcome) { metrics.ObserveIngest(api.IngestOutcome(o)) },
+		ForgeCredentials:     j.ForgeCredentials(),
 	}, j, tenants)
 	if err != nil {
 		return err
 	}
+	defer in.Close() // stores the Forge credentials still pending; after the HTTP server, before the journal
 	if c.drive.drive {
 		if c.drive.claimant, err = instanceClaimant(c.store.data); err != nil {
 			return err

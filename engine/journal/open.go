@@ -26,6 +26,8 @@ type Journal struct {
 	feedSt   jetstream.Stream // TRANSFERS
 	tenants  jetstream.KeyValue
 	bindings jetstream.KeyValue
+	// credentials is BucketForgeCredentials (credentials.go).
+	credentials jetstream.KeyValue
 
 	// With GroupCommitAtomic, appends and feed commit to MIGRATIONS and
 	// TRANSFERS (nil where the stream does not accept atomic batches);
@@ -178,6 +180,9 @@ func (j *Journal) setup(ctx context.Context) error {
 	if err != nil {
 		return setupErr(BucketBindings, err)
 	}
+	if err := j.ensureCredentials(ctx); err != nil {
+		return err
+	}
 
 	// A server older than 2.12 drops the setting it does not know.
 	events := j.events.CachedInfo().Config
@@ -215,6 +220,8 @@ func (j *Journal) startSyncer() error {
 		StreamTransfers:          false,
 		kvStream(BucketTenants):  true,  // updates rewrite old blocks
 		kvStream(BucketBindings): false, // Claim only creates keys
+
+		kvStream(BucketForgeCredentials): true, // updates rewrite old blocks
 	}, &j.stats, j.cfg.Logger)
 	if err == nil {
 		j.srv.recovery.attach(j.syncer)
