@@ -26,6 +26,7 @@ type Journal struct {
 	feedSt   jetstream.Stream // TRANSFERS
 	tenants  jetstream.KeyValue
 	bindings jetstream.KeyValue
+	leases   jetstream.KeyValue
 
 	// With GroupCommitAtomic, appends and feed commit to MIGRATIONS and
 	// TRANSFERS (nil where the stream does not accept atomic batches);
@@ -178,6 +179,20 @@ func (j *Journal) setup(ctx context.Context) error {
 	if err != nil {
 		return setupErr(BucketBindings, err)
 	}
+	if r, err = j.replicas(ctx, "KV_"+BucketLeases); err != nil {
+		return setupErr(BucketLeases, err)
+	}
+	j.leases, err = j.ensureKV(ctx, jetstream.KeyValueConfig{
+		Bucket:      BucketLeases,
+		Description: "transferd importer work leases by transfer and upload",
+		History:     1,
+		TTL:         leaseTTL, // a lease is minutes; an untouched record is long dead
+		Storage:     jetstream.FileStorage,
+		Replicas:    r,
+	})
+	if err != nil {
+		return setupErr(BucketLeases, err)
+	}
 
 	// A server older than 2.12 drops the setting it does not know.
 	events := j.events.CachedInfo().Config
@@ -215,6 +230,7 @@ func (j *Journal) startSyncer() error {
 		StreamTransfers:          false,
 		kvStream(BucketTenants):  true,  // updates rewrite old blocks
 		kvStream(BucketBindings): false, // Bind only creates keys
+		kvStream(BucketLeases):   true,  // leases are updated
 	}, &j.stats, j.cfg.Logger)
 	if err == nil {
 		j.srv.recovery.attach(j.syncer)

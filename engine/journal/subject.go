@@ -17,6 +17,8 @@ const (
 	// BucketBindings maps a transfer id to the issuer that first sent an
 	// event for it.
 	BucketBindings = "transferd_bindings"
+	// BucketLeases holds the importers' work leases (see Lease).
+	BucketLeases = "transferd_leases"
 )
 
 // Subject prefixes of the two streams.
