@@ -2,6 +2,7 @@ package driver_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -165,5 +166,61 @@ func TestExpiredLeaseCountedOnce(t *testing.T) {
 		if u.Work == nil || u.Work.Status != engine.WorkFailed || u.Work.Attempt != 1 || u.Work.By != "transferd" {
 			t.Errorf("%s: work %+v", u.Key, u.Work)
 		}
+	}
+}
+
+// TestProgressWithinAnUpload: an importer's progress report is folded
+// into the upload's work (the greatest percent of the attempt wins), the
+// transfer's progress counts it as a fraction, and it extends the lease:
+// the upload stays leased past the claim's lease, until the heartbeats
+// stop; a progress report on a lease that ran out and was counted is
+// ErrConflict.
+func TestProgressWithinAnUpload(t *testing.T) {
+	r := newRig(t)
+	r.tenant("tenant-a", "secret-a")
+	r.uploads("t-1", 2)
+	c := &clock{t: time.Now()}
+	cfg := driver.WorkConfig{Lease: time.Minute, Now: c.now}
+	w, other := r.work(cfg), r.work(cfg)
+	it := r.claim(w, "")
+	if wk := r.report(w, it, driver.WorkReport{Status: "progress", Percent: 50, Message: "half"}); wk.Status != engine.WorkProgress || wk.Percent != 50 || wk.Final {
+		t.Fatalf("progress recorded as %+v", wk)
+	}
+	r.report(w, it, driver.WorkReport{Status: "progress", Percent: 30})
+	if wk := r.folded("t-1").Uploads[0].Work; wk == nil || wk.Percent != 50 || wk.Attempt != 1 || wk.Message != "half" {
+		t.Fatalf("folded %+v, want the greatest percent", wk)
+	}
+	if _, err := w.Report(r.ctx, "", "t-1", it.Key, driver.WorkReport{Status: "done", Percent: 10}); !errors.Is(err, driver.ErrInvalid) {
+		t.Errorf("percent with done: %v", err)
+	}
+	// One of two uploads half done: 25 %.
+	r.pass(r.driver(driver.Config{Progress: true}))
+	if pt := r.platform("t-1"); pt.Percent != 25 {
+		t.Errorf("platform percent %d, want 25", pt.Percent)
+	}
+
+	// Heartbeats keep the lease past the claim's minute.
+	for range 3 {
+		c.add(50 * time.Second)
+		r.report(w, it, driver.WorkReport{Status: "progress", Percent: 60})
+		if again := r.claim(other, ""); again != nil && again.Key == it.Key {
+			t.Fatalf("handed out %+v while its importer reports progress", again)
+		}
+	}
+	// The heartbeats stop: the lease runs out and counts once.
+	c.add(2 * time.Minute)
+	for _, wk := range []*driver.Work{other, w} {
+		for got := r.claim(wk, ""); got != nil; got = r.claim(wk, "") {
+			if got.Key == it.Key {
+				t.Fatalf("handed out %+v at once after its lease ran out", got)
+			}
+		}
+	}
+	r.caughtUp()
+	if wk := r.folded("t-1").Uploads[0].Work; wk == nil || wk.Status != engine.WorkFailed || wk.Attempt != 1 || wk.By != "transferd" {
+		t.Fatalf("after the heartbeats stopped: %+v", wk)
+	}
+	if _, err := w.Report(r.ctx, "", "t-1", it.Key, driver.WorkReport{Status: "progress", Percent: 70, Attempt: 1}); !errors.Is(err, driver.ErrConflict) {
+		t.Errorf("progress on a lost lease: %v", err)
 	}
 }
