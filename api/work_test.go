@@ -129,4 +129,13 @@ func TestWorkRoutes(t *testing.T) {
 	if len(kinds) != 3 || kinds[1] != engine.KindUploadReported || !bytes.Contains(h.Events[2].Payload, []byte(`"requeued"`)) {
 		t.Errorf("history kinds %v", kinds)
 	}
+	// A progress report of the open lease's attempt: the work shows it.
+	status, body = post(t, env, "/v1/transfers/t-b/uploads/key-b1/report", "importer-b", `{"status":"progress","percent":40,"message":"40 of 100 issues"}`)
+	if status != http.StatusOK || json.Unmarshal(body, &res) != nil || res.Work.Status != engine.WorkProgress || res.Work.Percent != 40 || res.Work.Attempt != 2 {
+		t.Fatalf("progress: %d %s", status, body)
+	}
+	for _, bad := range []string{`{"status":"progress","percent":101}`, `{"status":"done","percent":10}`, `{"status":"progress","percent":"half"}`} {
+		status, body = post(t, env, "/v1/transfers/t-b/uploads/key-b1/report", "importer-b", bad)
+		wantError(t, status, body, http.StatusBadRequest, httperr.CodeInvalidRequest, "body")
+	}
 }

@@ -164,6 +164,7 @@ func (u *Upload) Announced() bool { return u.ReceivedAt != nil || u.Discovered }
 
 // The statuses of an upload's work.
 const (
+	WorkProgress = "progress" // the attempt is under way, Percent done
 	WorkFailed   = "failed"   // the attempt failed; Final: for good (a dead letter)
 	WorkDone     = "done"     // imported
 	WorkRequeued = "requeued" // a dead letter put back to work by an operator
@@ -172,26 +173,31 @@ const (
 // workRank orders the statuses within one attempt.
 func workRank(s string) int {
 	switch s {
-	case WorkFailed:
+	case WorkProgress:
 		return 1
-	case WorkDone:
+	case WorkFailed:
 		return 2
-	case WorkRequeued:
+	case WorkDone:
 		return 3
+	case WorkRequeued:
+		return 4
 	}
 	return 0
 }
 
 // UploadWork is the state of an upload's work: the greatest report, by
-// attempt, then status (failed < done < requeued), then final, time and
-// message, so that the fold does not depend on the order of reports.
+// attempt, then status (progress < failed < done < requeued), then
+// percent, final, time and message, so that the fold does not depend on
+// the order of reports.
 type UploadWork struct {
 	Status  string `json:"status"`
 	Attempt int    `json:"attempt"`
 	// Since is the attempt of the last requeue before this report (the
 	// attempt budget counts from it); 0 before any.
-	Since   int       `json:"since,omitempty"`
-	Final   bool      `json:"final,omitempty"`
+	Since int  `json:"since,omitempty"`
+	Final bool `json:"final,omitempty"`
+	// Percent is how far a progress report says the attempt is (0–100).
+	Percent int       `json:"percent,omitempty"`
 	Message string    `json:"message,omitempty"`
 	By      string    `json:"by,omitempty"` // importer, operator or transferd
 	At      time.Time `json:"at"`
@@ -206,6 +212,8 @@ func (w *UploadWork) after(v *UploadWork) bool {
 		return w.Attempt > v.Attempt
 	case workRank(w.Status) != workRank(v.Status):
 		return workRank(w.Status) > workRank(v.Status)
+	case w.Percent != v.Percent:
+		return w.Percent > v.Percent
 	case w.Final != v.Final:
 		return w.Final
 	case !w.At.Equal(v.At):

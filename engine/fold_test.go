@@ -231,9 +231,13 @@ func genEvents(t *rapid.T) []*engine.Event {
 			case engine.KindUploadReported:
 				// Importers' reports, often on the same upload and attempt.
 				p["key"] = rapid.SampledFrom([]string{"k1", "k2", "k3"}).Draw(t, "reportKey")
-				p["status"] = rapid.SampledFrom([]string{"done", "failed", "requeued"}).Draw(t, "workStatus")
+				p["status"] = rapid.SampledFrom([]string{"progress", "done", "failed", "requeued"}).Draw(t, "workStatus")
 				p["attempt"] = rapid.IntRange(1, 3).Draw(t, "attempt")
-				p["final"] = rapid.Bool().Draw(t, "final")
+				if p["status"] == "progress" {
+					p["percent"] = rapid.IntRange(0, 4).Draw(t, "workPercent") * 25
+				} else {
+					p["final"] = rapid.Bool().Draw(t, "final")
+				}
 				p["message"] = rapid.SampledFrom([]string{"", "m1", "m2"}).Draw(t, "workMessage")
 				p["by"] = rapid.SampledFrom([]string{"importer", "operator"}).Draw(t, "by")
 				p["at"] = time.Unix(1_800_000_000+int64(rapid.IntRange(0, 2).Draw(t, "reportAt")), 0).UTC()
@@ -355,6 +359,11 @@ func TestFoldUploadWork(t *testing.T) {
 		e.Issuer = "tenant-a"
 		return e
 	}
+	progress := func(id string, attempt, percent int) *engine.Event {
+		e := mustParse(t, engine.SourceApp, fmt.Sprintf(`{"eventType":"upload-reported","transferId":"t","messageId":%q,"key":"k","status":"progress","attempt":%d,"percent":%d,"at":"2026-11-23T10:00:00Z"}`, id, attempt, percent))
+		e.Issuer = "tenant-a"
+		return e
+	}
 	up := mustParse(t, engine.SourceConnect, `{"eventType":"app-data-uploaded","transferId":"t","messageId":"u","s3Key":"k","label":"l"}`)
 	up.Issuer, up.ReceivedAt = "tenant-a", time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
@@ -363,11 +372,15 @@ func TestFoldUploadWork(t *testing.T) {
 		status  string
 		attempt int
 		dead    bool
+		percent int
 	}{
-		{"dead", []*engine.Event{report("r1", "failed", 1, false), report("r2", "failed", 2, true)}, "failed", 2, true},
-		{"requeued", []*engine.Event{report("r2", "failed", 2, true), report("q", "requeued", 2, false)}, "requeued", 2, false},
-		{"after requeue", []*engine.Event{report("q", "requeued", 2, false), report("r3", "failed", 3, false), report("r2", "failed", 2, true)}, "failed", 3, false},
-		{"done beats failed", []*engine.Event{report("d", "done", 1, true), report("f", "failed", 1, true)}, "done", 1, false},
+		{"greatest percent", []*engine.Event{progress("p1", 1, 60), progress("p2", 1, 30)}, "progress", 1, false, 60},
+		{"failed beats progress", []*engine.Event{progress("p1", 1, 90), report("f", "failed", 1, false)}, "failed", 1, false, 0},
+		{"next attempt restarts", []*engine.Event{progress("p1", 1, 90), report("f", "failed", 1, false), progress("p2", 2, 10)}, "progress", 2, false, 10},
+		{"dead", []*engine.Event{report("r1", "failed", 1, false), report("r2", "failed", 2, true)}, "failed", 2, true, 0},
+		{"requeued", []*engine.Event{report("r2", "failed", 2, true), report("q", "requeued", 2, false)}, "requeued", 2, false, 0},
+		{"after requeue", []*engine.Event{report("q", "requeued", 2, false), report("r3", "failed", 3, false), report("r2", "failed", 2, true)}, "failed", 3, false, 0},
+		{"done beats failed", []*engine.Event{report("d", "done", 1, true), report("f", "failed", 1, true)}, "done", 1, false, 0},
 	} {
 		for _, order := range [][]*engine.Event{append([]*engine.Event{up}, tc.events...), append(slices.Clone(tc.events), up)} {
 			tr := engine.Fold("t", order)
@@ -375,7 +388,7 @@ func TestFoldUploadWork(t *testing.T) {
 				t.Fatalf("%s: uploads %+v", tc.name, tr.Uploads)
 			}
 			w := tr.Uploads[0].Work
-			if w == nil || w.Status != tc.status || w.Attempt != tc.attempt || w.Dead() != tc.dead {
+			if w == nil || w.Status != tc.status || w.Attempt != tc.attempt || w.Dead() != tc.dead || w.Percent != tc.percent {
 				t.Errorf("%s: work %+v, want %s attempt %d dead %t", tc.name, w, tc.status, tc.attempt, tc.dead)
 			}
 		}
@@ -393,6 +406,9 @@ func TestFoldUploadWork(t *testing.T) {
 		`{"eventType":"upload-reported","transferId":"t","key":"k","status":"done","attempt":0,"at":"2026-11-23T10:00:00Z"}`,
 		`{"eventType":"upload-reported","transferId":"t","key":"k","status":"done","attempt":1,"since":2,"at":"2026-11-23T10:00:00Z"}`,
 		`{"eventType":"upload-reported","transferId":"t","key":"k","status":"done","attempt":1}`,
+		`{"eventType":"upload-reported","transferId":"t","key":"k","status":"progress","percent":101,"attempt":1,"at":"2026-11-23T10:00:00Z"}`,
+		`{"eventType":"upload-reported","transferId":"t","key":"k","status":"done","percent":50,"attempt":1,"at":"2026-11-23T10:00:00Z"}`,
+		`{"eventType":"upload-reported","transferId":"t","key":"k","status":"progress","final":true,"attempt":1,"at":"2026-11-23T10:00:00Z"}`,
 	} {
 		if _, err := engine.Parse(engine.SourceApp, []byte(bad)); err == nil {
 			t.Errorf("accepted %s", bad)

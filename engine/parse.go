@@ -534,7 +534,11 @@ func parseReport(payload []byte) (*UploadReport, error) {
 	case r.Key == "" || len(r.Key) > MaxUploadKey || !utf8.ValidString(r.Key):
 		return nil, invalid("key", "required, at most 1024 bytes of UTF-8")
 	case workRank(r.Status) == 0:
-		return nil, invalid("status", "must be done, failed or requeued")
+		return nil, invalid("status", "must be progress, done, failed or requeued")
+	case r.Percent < 0 || r.Percent > 100 || (r.Percent != 0 && r.Status != WorkProgress):
+		return nil, invalid("percent", "0 to 100, only with status progress")
+	case r.Final && r.Status == WorkProgress:
+		return nil, invalid("final", "not with status progress")
 	case r.Attempt < 1 || r.Attempt > 1_000_000:
 		return nil, invalid("attempt", "must be 1 to 1000000")
 	case r.Since < 0 || r.Since > r.Attempt:

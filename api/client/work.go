@@ -27,8 +27,9 @@ type WorkItem struct {
 
 // WorkReport is an importer's report on an upload.
 type WorkReport struct {
-	Status    string `json:"status"` // done or failed
+	Status    string `json:"status"` // progress, done or failed
 	Retryable bool   `json:"retryable,omitempty"`
+	Percent   int    `json:"percent,omitempty"` // progress only: 0-100
 	Message   string `json:"message,omitempty"`
 	Attempt   int    `json:"attempt,omitempty"` // the claim's attempt
 }
@@ -60,7 +61,8 @@ func (c *Client) Claim(ctx context.Context) (*WorkItem, error) {
 	return &it, nil
 }
 
-// Report reports the upload key of transferID done or failed.
+// Report reports the upload key of transferID done, failed, or in
+// progress (which extends the lease).
 func (c *Client) Report(ctx context.Context, transferID, key string, r WorkReport) (*WorkResult, error) {
 	var res WorkResult
 	if _, err := c.post(ctx, uploadPath(transferID, key, "report"), r, &res); err != nil {

@@ -14,8 +14,9 @@ const workAbout = `Importer work on a running server (serve --work): each upload
 data is one unit of work.
 
   transferd work claim [--json]                  lease the next upload to import
-  transferd work report TRANSFER KEY --status done|failed [--retryable]
-                        [--message M] [--attempt N]
+  transferd work report TRANSFER KEY --status done|failed|progress [--retryable]
+                        [--percent N] [--message M] [--attempt N]
+                                                 progress (percent 0-100) extends the lease
   transferd work dead-letters [--json]           uploads that failed for good
   transferd work requeue TRANSFER KEY [--message M]
   transferd work run [--importers N] [--fail-rate F] [--retry-rate F]
@@ -48,14 +49,15 @@ func runWork(ctx context.Context, args []string, getenv env, _ io.Reader, stdout
 	fs := newFlags("work "+sub, workAbout, stderr)
 	var server, token, status, message string
 	var asJSON, retryable bool
-	var attempt int
+	var attempt, percent int
 	fs.StringVar(&server, "server", "http://127.0.0.1:8080", "`URL` of the transferd server")
 	fs.StringVar(&token, "api-token", "", "API `token` (partner-wide or tenant-scoped)")
 	switch sub {
 	case "claim", "dead-letters":
 		fs.BoolVar(&asJSON, "json", false, "print the API's JSON instead of a table")
 	case "report":
-		fs.StringVar(&status, "status", "", "done or failed")
+		fs.StringVar(&status, "status", "", "done, failed or progress")
+		fs.IntVar(&percent, "percent", 0, "progress only: how far the import is, 0-100")
 		fs.BoolVar(&retryable, "retryable", false, "failed only: try again after a backoff")
 		fs.StringVar(&message, "message", "", "what happened")
 		fs.IntVar(&attempt, "attempt", 0, "the claim's attempt (default: the open lease's, else the next)")
@@ -94,10 +96,10 @@ func runWork(ctx context.Context, args []string, getenv env, _ io.Reader, stdout
 		fmt.Fprintf(stdout, "transfer %s upload %s (%s) attempt %d, lease until %s\n", it.TransferID, it.Key, it.Label, it.Attempt, it.LeaseUntil.Format("2006-01-02T15:04:05Z07:00"))
 		return nil
 	case "report":
-		if status != "done" && status != "failed" {
-			return usageError("work report: --status must be done or failed")
+		if status != "done" && status != "failed" && status != "progress" {
+			return usageError("work report: --status must be done, failed or progress")
 		}
-		res, err := c.Report(ctx, pos[0], pos[1], client.WorkReport{Status: status, Retryable: retryable, Message: message, Attempt: attempt})
+		res, err := c.Report(ctx, pos[0], pos[1], client.WorkReport{Status: status, Retryable: retryable, Percent: percent, Message: message, Attempt: attempt})
 		if err != nil {
 			return err
 		}

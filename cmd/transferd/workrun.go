@@ -33,6 +33,7 @@ type importerConfig struct {
 // importerStats counts what the importers reported.
 type importerStats struct {
 	Claims, Done, Failed, Retried, Errors atomic.Int64
+	Progress                              atomic.Int64 // midway progress reports taken
 }
 
 // importDraw maps an upload to [0, 1), the same on every run.
@@ -87,7 +88,13 @@ func runImporters(ctx context.Context, c *client.Client, cfg importerConfig, st 
 				}
 				lastWork.Store(time.Now().UnixNano())
 				st.Claims.Add(1)
-				pause(ctx, cfg.Work)
+				// Midway, a progress report (a heartbeat: it extends the
+				// lease). Best effort: the final report is what counts.
+				pause(ctx, cfg.Work/2)
+				if _, err := c.Report(ctx, it.TransferID, it.Key, client.WorkReport{Status: "progress", Percent: 50, Attempt: it.Attempt, Message: "halfway"}); err == nil {
+					st.Progress.Add(1)
+				}
+				pause(ctx, cfg.Work-cfg.Work/2)
 				rep := importOutcome(it.TransferID, it.Key, it.Attempt, cfg.FailRate, cfg.RetryRate)
 				for ctx.Err() == nil {
 					_, err := c.Report(ctx, it.TransferID, it.Key, rep)
@@ -163,7 +170,7 @@ func runWorkRun(ctx context.Context, args []string, getenv env, stdout, stderr i
 	}
 	var st importerStats
 	runImporters(ctx, client.New(server, token), cfg, &st)
-	fmt.Fprintf(stdout, "importers: %d claims; %d done, %d failed for good, %d failed retryably; %d errors\n",
-		st.Claims.Load(), st.Done.Load(), st.Failed.Load(), st.Retried.Load(), st.Errors.Load())
+	fmt.Fprintf(stdout, "importers: %d claims; %d done, %d failed for good, %d failed retryably; %d progress reports; %d errors\n",
+		st.Claims.Load(), st.Done.Load(), st.Failed.Load(), st.Retried.Load(), st.Progress.Load(), st.Errors.Load())
 	return nil
 }

@@ -26,6 +26,7 @@ type Journal struct {
 	feedSt   jetstream.Stream // TRANSFERS
 	tenants  jetstream.KeyValue
 	bindings jetstream.KeyValue
+	leases   jetstream.KeyValue
 	// credentials is BucketForgeCredentials (credentials.go).
 	credentials jetstream.KeyValue
 
@@ -183,6 +184,20 @@ func (j *Journal) setup(ctx context.Context) error {
 	if err := j.ensureCredentials(ctx); err != nil {
 		return err
 	}
+	if r, err = j.replicas(ctx, "KV_"+BucketLeases); err != nil {
+		return setupErr(BucketLeases, err)
+	}
+	j.leases, err = j.ensureKV(ctx, jetstream.KeyValueConfig{
+		Bucket:      BucketLeases,
+		Description: "transferd importer work leases by transfer and upload",
+		History:     1,
+		TTL:         leaseTTL, // a lease is minutes; an untouched record is long dead
+		Storage:     jetstream.FileStorage,
+		Replicas:    r,
+	})
+	if err != nil {
+		return setupErr(BucketLeases, err)
+	}
 
 	// A server older than 2.12 drops the setting it does not know.
 	events := j.events.CachedInfo().Config
@@ -220,6 +235,7 @@ func (j *Journal) startSyncer() error {
 		StreamTransfers:          false,
 		kvStream(BucketTenants):  true,  // updates rewrite old blocks
 		kvStream(BucketBindings): false, // Claim only creates keys
+		kvStream(BucketLeases):   true,  // leases are updated
 
 		kvStream(BucketForgeCredentials): true, // updates rewrite old blocks
 	}, &j.stats, j.cfg.Logger)

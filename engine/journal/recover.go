@@ -290,7 +290,8 @@ func (r *recovery) probe() error {
 func (r *recovery) rewriteSuspect(s *syncer) error {
 	storeDir := filepath.Join(r.dir, server.JetStreamStoreDir)
 	if s == nil {
-		for _, name := range []string{StreamEvents, StreamTransfers, kvStream(BucketTenants), kvStream(BucketBindings), kvStream(BucketForgeCredentials)} {
+		for _, name := range []string{StreamEvents, StreamTransfers, kvStream(BucketTenants), kvStream(BucketBindings),
+			kvStream(BucketForgeCredentials), kvStream(BucketLeases)} {
 			dir := streamMsgsDir(storeDir, name)
 			blocks, err := listBlocks(dir)
 			if errors.Is(err, fs.ErrNotExist) {

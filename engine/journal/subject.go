@@ -18,6 +18,8 @@ const (
 	// each transfer id to its owner; the owner is now the first event's
 	// (Owner), and those keys are no longer read.
 	BucketBindings = "transferd_bindings"
+	// BucketLeases holds the importers' work leases (see Lease).
+	BucketLeases = "transferd_leases"
 )
 
 // Subject prefixes of the two streams.

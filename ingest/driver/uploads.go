@@ -65,7 +65,8 @@ func (d *Driver) uploadsDecision(t *engine.Transfer, now time.Time) *decision {
 	return &decision{Status: d.cfg.UploadFailedStatus, Message: truncate(msg, 4096), Reason: "upload-failed"}
 }
 
-// progress reports IN_PROGRESS with percent done/total (1–99) when it is
+// progress reports IN_PROGRESS with percent (done + the fractions the
+// importers reported of the uploads under way) / total, 1–99, when it is
 // above what the platform took and ProgressEvery has passed since this
 // driver's last report for t.
 func (d *Driver) progress(ctx context.Context, t *engine.Transfer, now time.Time, rep *Report) error {
@@ -73,13 +74,18 @@ func (d *Driver) progress(ctx context.Context, t *engine.Transfer, now time.Time
 	if len(ups) == 0 {
 		return nil
 	}
-	done := 0
+	done, hundredths := 0, 0
 	for _, u := range ups {
-		if u.Work != nil && (u.Work.Status == engine.WorkDone || u.Work.Dead()) {
+		switch {
+		case u.Work == nil:
+		case u.Work.Status == engine.WorkDone || u.Work.Dead():
 			done++
+			hundredths += 100
+		case u.Work.Status == engine.WorkProgress:
+			hundredths += u.Work.Percent
 		}
 	}
-	pct := min(max(done*100/len(ups), 1), 99)
+	pct := min(max(hundredths/len(ups), 1), 99)
 	if t.Progress != nil && pct <= t.Progress.Percent {
 		return nil
 	}

@@ -33,12 +33,13 @@ import (
 //     listed by DeadLetters until Requeue;
 //   - done: finished.
 //
-// A claim is a lease held in memory for Lease: the upload is handed to no
-// one else meanwhile. A lease that runs out without a report is recorded
-// as a failed, retryable attempt (by transferd), so an importer that dies
-// counts towards MaxAttempts. Leases are per process: after a restart, or
-// with several instances, an upload may be handed out twice; importers
-// must be idempotent (the fold keeps the greatest report).
+// A claim is a lease for Lease, kept in the journal (journal.CreateLease,
+// UpdateLease: first writer wins, then compare-and-swap), so that across
+// restarts and instances on one NATS the upload is handed to no one else
+// meanwhile; a progress report extends it. A lease that runs out without
+// a report is recorded as a failed, retryable attempt (by transferd), by
+// the one instance that wins the swap, so an importer that dies counts
+// towards MaxAttempts once.
 //
 // Tenancy: every method takes the caller's tenant (a Connect clientKey or
 // Forge installationId); "" is partner-wide. A scoped caller sees only
@@ -48,8 +49,10 @@ type Work struct {
 	cfg WorkConfig
 	log *slog.Logger
 
+	// leases caches the journal's lease records (by leaseKey): a claim
+	// asks the journal only about an upload not known to be busy.
 	mu     sync.Mutex
-	leases map[string]*lease // by leaseKey
+	leases map[string]*lease
 }
 
 // WorkConfig configures a Work.
@@ -90,9 +93,11 @@ type Item struct {
 
 // WorkReport is an importer's report on an upload.
 type WorkReport struct {
-	Status    string `json:"status"` // done or failed
+	Status    string `json:"status"` // progress, done or failed
 	Retryable bool   `json:"retryable,omitempty"`
-	Message   string `json:"message,omitempty"`
+	// Percent is how far the attempt is (0-100), with status progress only.
+	Percent int    `json:"percent,omitempty"`
+	Message string `json:"message,omitempty"`
 	// Attempt is the claim's attempt; 0 takes the open lease's, or the
 	// next one.
 	Attempt int `json:"attempt,omitempty"`
@@ -108,11 +113,38 @@ type DeadLetter struct {
 	Work       engine.UploadWork `json:"work"`
 }
 
+// lease is the value of an upload's record in the journal's leases
+// bucket (journal.CreateLease): the attempt it is for and its state.
 type lease struct {
-	id       string
-	attempt  int
-	until    time.Time
-	reported bool // a report of attempt was appended; the fold may lag
+	ID      string    `json:"id,omitempty"`
+	Attempt int       `json:"attempt"`
+	Until   time.Time `json:"until"`
+	// State: held (by an importer until Until), reported (a report of
+	// Attempt was appended; the fold may lag) or expired (ran out without
+	// a report; the instance that won the swap records the failure, and
+	// holds the record until Until meanwhile).
+	State string `json:"state"`
+
+	rev uint64 // the record's revision (not stored)
+}
+
+const (
+	leaseHeld     = "held"
+	leaseReported = "reported"
+	leaseExpired  = "expired"
+)
+
+// current reports whether l is for the attempt under way (the fold does
+// not have its outcome): the claimable attempt c or a later one, or the
+// attempt a progress report is on.
+func (l *lease) current(wk *engine.UploadWork, c int) bool {
+	return l.Attempt >= c || (wk != nil && wk.Status == engine.WorkProgress && l.Attempt >= wk.Attempt)
+}
+
+// busy reports whether a current l keeps its upload from being handed
+// out at now.
+func (l *lease) busy(now time.Time) bool {
+	return l.State == leaseReported || now.Before(l.Until)
 }
 
 // NewWork returns a Work.
@@ -155,7 +187,8 @@ func (w *Work) claimable(u *engine.Upload, now time.Time) (int, bool) {
 	switch wk := u.Work; {
 	case wk == nil:
 		return 1, true
-	case wk.Status == engine.WorkRequeued:
+	case wk.Status == engine.WorkRequeued, wk.Status == engine.WorkProgress:
+		// A progress attempt is held by its lease (Claim sees it current).
 		return wk.Attempt + 1, true
 	case wk.Status == engine.WorkFailed && !wk.Final:
 		return wk.Attempt + 1, !now.Before(wk.At.Add(w.backoff(wk.Attempt)))
@@ -193,61 +226,151 @@ func (w *Work) each(tenant string, fn func(*engine.Transfer) (stop bool, err err
 
 // Claim leases the next claimable upload of tenant's transfers ("" for
 // any tenant), oldest upload first within a transfer; nil when there is
-// none.
+// none. An upload the cache knows to be busy costs no journal round; any
+// other costs one (a create or a swap of its lease record), two when
+// another instance changed the record since.
 func (w *Work) Claim(ctx context.Context, tenant string) (*Item, error) {
 	now := w.cfg.Now()
 	var item *Item
-	var expired []func() error
 	err := w.each(tenant, func(t *engine.Transfer) (bool, error) {
-		w.mu.Lock()
-		defer w.mu.Unlock()
 		for i := range t.Uploads {
 			u := &t.Uploads[i]
 			lk := leaseKey(t.TransferID, u.Key)
-			attempt, ok := w.claimable(u, now)
-			if l := w.leases[lk]; l != nil {
-				switch {
-				case u.Work != nil && u.Work.Attempt >= l.attempt:
-					delete(w.leases, lk) // the fold has the lease's outcome
-				case l.reported:
-					continue // the report is on its way to the fold
-				case now.Before(l.until):
-					continue // leased
-				default:
-					// The lease ran out without a report: a failed attempt.
-					l.reported = true
-					tt, key, n, since := t, u.Key, l.attempt, sinceOf(u.Work)
-					expired = append(expired, func() error {
-						_, err := w.record(ctx, tt, key, engine.UploadWork{
-							Status: engine.WorkFailed, Attempt: n, Final: n-since >= w.cfg.MaxAttempts, Since: since,
-							Message: "lease expired without a report", By: "transferd",
-						}, "lease-"+strconv.Itoa(n))
-						return err
-					})
-					continue
-				}
+			c, ok := w.claimable(u, now)
+			w.mu.Lock()
+			l := w.leases[lk]
+			if !ok && l != nil && (u.Work.Dead() || u.Work != nil && u.Work.Status == engine.WorkDone) {
+				delete(w.leases, lk) // finished: the record is never needed again
 			}
-			if !ok {
+			w.mu.Unlock()
+			if !ok || l != nil && l.current(u.Work, c) && l.busy(now) {
 				continue
 			}
-			var id [12]byte
-			rand.Read(id[:])
-			l := &lease{id: hex.EncodeToString(id[:]), attempt: attempt, until: now.Add(w.cfg.Lease)}
-			w.leases[lk] = l
-			item = &Item{
-				TransferID: t.TransferID, Tenant: t.Issuer, Source: t.Source, Key: u.Key, Label: u.Label, Kind: u.Kind,
-				Attempt: attempt, Lease: l.id, LeaseUntil: l.until.UTC(),
+			it, err := w.take(ctx, t, u, c, l, now)
+			if err != nil || it != nil {
+				item = it
+				return true, err
 			}
-			return true, nil
 		}
 		return false, nil
 	})
-	for _, f := range expired {
-		if err := f(); err != nil {
-			w.log.Warn("work: recording an expired lease", "err", err)
-		}
-	}
 	return item, err
+}
+
+// take leases u, claimable as attempt c, starting from l, the record the
+// cache has (nil: none known). It returns nil when the upload is busy, or
+// its lease ran out and take recorded that (the failure's backoff runs).
+func (w *Work) take(ctx context.Context, t *engine.Transfer, u *engine.Upload, c int, l *lease, now time.Time) (*Item, error) {
+	for range 4 {
+		var next *lease
+		switch {
+		case l == nil || !l.current(u.Work, c): // none, or its outcome is in the fold
+			next = &lease{ID: newLeaseID(), Attempt: c, Until: now.Add(w.cfg.Lease), State: leaseHeld}
+		case l.busy(now):
+			return nil, nil
+		default: // ran out without a report: whoever wins the swap records it
+			next = &lease{Attempt: l.Attempt, Until: now.Add(w.cfg.Lease), State: leaseExpired}
+		}
+		got, won, err := w.swap(ctx, t.TransferID, u.Key, l, next)
+		if err != nil {
+			return nil, err
+		}
+		if !won {
+			l = got
+			continue
+		}
+		if next.State == leaseExpired {
+			n, since := next.Attempt, sinceOf(u.Work)
+			if _, err := w.record(ctx, t, u.Key, engine.UploadWork{
+				Status: engine.WorkFailed, Attempt: n, Final: n-since >= w.cfg.MaxAttempts, Since: since,
+				Message: "lease expired without a report", By: "transferd",
+			}, "lease-"+strconv.Itoa(n)); err != nil {
+				// The record stays expired until next.Until; then another
+				// claim records it (the same event id) again.
+				w.log.Warn("work: recording an expired lease", "transferId", t.TransferID, "key", u.Key, "err", err)
+			}
+			return nil, nil
+		}
+		return &Item{
+			TransferID: t.TransferID, Tenant: t.Issuer, Source: t.Source, Key: u.Key, Label: u.Label, Kind: u.Kind,
+			Attempt: c, Lease: next.ID, LeaseUntil: next.Until.UTC(),
+		}, nil
+	}
+	return nil, nil // the record keeps changing under us: busy
+}
+
+func newLeaseID() string {
+	var id [12]byte
+	rand.Read(id[:])
+	return hex.EncodeToString(id[:])
+}
+
+// swap writes next as the lease record of transferID's upload key in
+// place of old (nil: none recorded), and caches the record that holds:
+// next when won, else the one found (nil when there is none).
+func (w *Work) swap(ctx context.Context, transferID, key string, old, next *lease) (*lease, bool, error) {
+	b, err := json.Marshal(next)
+	if err != nil {
+		return nil, false, err
+	}
+	var jl journal.Lease
+	var won bool
+	if old == nil || old.rev == 0 {
+		jl, won, err = w.cfg.Journal.CreateLease(ctx, transferID, key, b)
+	} else {
+		jl, won, err = w.cfg.Journal.UpdateLease(ctx, transferID, key, b, old.rev)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	got := decodeLease(jl)
+	if won {
+		n := *next
+		n.rev = jl.Revision
+		got = &n
+	}
+	lk := leaseKey(transferID, key)
+	w.mu.Lock()
+	if got == nil {
+		delete(w.leases, lk)
+	} else {
+		w.leases[lk] = got
+	}
+	w.mu.Unlock()
+	return got, won, nil
+}
+
+// decodeLease reads a lease record; nil for none. A record that does not
+// decode is for attempt 0, so the next claim overwrites it.
+func decodeLease(jl journal.Lease) *lease {
+	if jl.Revision == 0 {
+		return nil
+	}
+	var l lease
+	if json.Unmarshal(jl.Value, &l) != nil {
+		l = lease{}
+	}
+	l.rev = jl.Revision
+	return &l
+}
+
+// freshLease reads the lease record of transferID's upload key from the
+// journal (and caches it); nil for none.
+func (w *Work) freshLease(ctx context.Context, transferID, key string) (*lease, error) {
+	jl, err := w.cfg.Journal.GetLease(ctx, transferID, key)
+	if err != nil {
+		return nil, err
+	}
+	l := decodeLease(jl)
+	lk := leaseKey(transferID, key)
+	w.mu.Lock()
+	if l == nil {
+		delete(w.leases, lk)
+	} else {
+		w.leases[lk] = l
+	}
+	w.mu.Unlock()
+	return l, nil
 }
 
 // transfer reads transferID's state and checks tenant may act on it.
@@ -274,25 +397,31 @@ func (w *Work) transfer(tenant, transferID, key string) (*engine.Transfer, *engi
 }
 
 // Report records r on the upload key of transferID and returns the work
-// as recorded: failed is final when not retryable or at MaxAttempts.
+// as recorded: failed is final when not retryable or at MaxAttempts. A
+// progress report extends the lease of its attempt (ErrConflict when that
+// lease is no longer held: expired and counted, reported, or another
+// attempt's).
 func (w *Work) Report(ctx context.Context, tenant, transferID, key string, r WorkReport) (engine.UploadWork, error) {
-	if r.Status != engine.WorkDone && r.Status != engine.WorkFailed {
-		return engine.UploadWork{}, fmt.Errorf("%w: status must be done or failed", ErrInvalid)
-	}
-	if r.Attempt < 0 || r.Attempt > 1_000_000 {
+	switch {
+	case r.Status != engine.WorkDone && r.Status != engine.WorkFailed && r.Status != engine.WorkProgress:
+		return engine.UploadWork{}, fmt.Errorf("%w: status must be progress, done or failed", ErrInvalid)
+	case r.Attempt < 0 || r.Attempt > 1_000_000:
 		return engine.UploadWork{}, fmt.Errorf("%w: attempt must be 1 to 1000000", ErrInvalid)
+	case r.Percent < 0 || r.Percent > 100 || r.Percent != 0 && r.Status != engine.WorkProgress:
+		return engine.UploadWork{}, fmt.Errorf("%w: percent must be 0 to 100, only with status progress", ErrInvalid)
 	}
 	t, u, err := w.transfer(tenant, transferID, key)
 	if err != nil {
 		return engine.UploadWork{}, err
 	}
-	lk := leaseKey(transferID, key)
-	n := r.Attempt
-	w.mu.Lock()
-	if l := w.leases[lk]; n == 0 && l != nil {
-		n = l.attempt
+	l, err := w.freshLease(ctx, transferID, key)
+	if err != nil {
+		return engine.UploadWork{}, err
 	}
-	w.mu.Unlock()
+	n := r.Attempt
+	if n == 0 && l != nil && l.Attempt > 0 && (l.State == leaseHeld || r.Status != engine.WorkProgress) {
+		n = l.Attempt
+	}
 	if n == 0 {
 		n = 1
 		if u.Work != nil {
@@ -301,17 +430,62 @@ func (w *Work) Report(ctx context.Context, tenant, transferID, key string, r Wor
 	}
 	since := sinceOf(u.Work)
 	wk := engine.UploadWork{Status: r.Status, Attempt: n, Since: since, Message: truncate(r.Message, 4096), By: "importer"}
+	if r.Status == engine.WorkProgress {
+		wk.Percent = r.Percent
+		if err := w.heartbeat(ctx, transferID, u, n, l); err != nil {
+			return engine.UploadWork{}, err
+		}
+		return w.record(ctx, t, key, wk, "")
+	}
 	wk.Final = r.Status == engine.WorkDone || !r.Retryable || n-since >= w.cfg.MaxAttempts
 	wk, err = w.record(ctx, t, key, wk, "")
 	if err != nil {
 		return wk, err
 	}
-	w.mu.Lock()
-	if l := w.leases[lk]; l == nil || l.attempt <= n {
-		w.leases[lk] = &lease{attempt: n, reported: true}
+	// The report is in the journal; the fold may lag: mark the lease
+	// reported so that no claim hands the attempt out again meanwhile,
+	// nor counts it as expired.
+	for range 4 {
+		if l != nil && l.Attempt > n {
+			break // a later attempt's lease
+		}
+		got, won, err := w.swap(ctx, transferID, key, l, &lease{Attempt: n, Until: wk.At, State: leaseReported})
+		if err != nil {
+			w.log.Warn("work: marking a lease reported", "transferId", transferID, "key", key, "err", err)
+			break
+		}
+		if won {
+			break
+		}
+		l = got
 	}
-	w.mu.Unlock()
 	return wk, nil
+}
+
+// heartbeat extends the lease of attempt n of u, starting from the
+// record l; ErrConflict when the lease is not that attempt's to extend.
+func (w *Work) heartbeat(ctx context.Context, transferID string, u *engine.Upload, n int, l *lease) error {
+	if wk := u.Work; wk != nil && (wk.Attempt > n || wk.Attempt == n && wk.Status != engine.WorkProgress) {
+		return fmt.Errorf("%w: attempt %d of upload %q of %s is over", ErrConflict, n, u.Key, transferID)
+	}
+	now := w.cfg.Now()
+	for range 4 {
+		next := &lease{ID: newLeaseID(), Attempt: n, Until: now.Add(w.cfg.Lease), State: leaseHeld}
+		switch {
+		case l == nil:
+		case l.Attempt == n && l.State == leaseHeld:
+			next.ID = l.ID
+		case l.Attempt < n && (l.State != leaseHeld || !now.Before(l.Until)):
+		default:
+			return fmt.Errorf("%w: the lease of attempt %d of upload %q of %s is not held any more (expired and counted, reported, or another attempt's)", ErrConflict, n, u.Key, transferID)
+		}
+		got, won, err := w.swap(ctx, transferID, u.Key, l, next)
+		if err != nil || won {
+			return err
+		}
+		l = got
+	}
+	return fmt.Errorf("%w: the lease of upload %q of %s keeps changing", ErrConflict, u.Key, transferID)
 }
 
 // DeadLetters lists tenant's uploads that failed for good ("" for all

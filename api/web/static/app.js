@@ -111,7 +111,8 @@
   // workText describes an upload's import as reported (uploads[].work).
   function workText(w) {
     if (!w) return "waiting";
-    let s = w.status === "failed" && w.final ? "dead letter" : w.status === "failed" ? "failed, will retry" : w.status;
+    let s = w.status === "failed" && w.final ? "dead letter" : w.status === "failed" ? "failed, will retry" :
+      w.status === "progress" ? "importing, " + (w.percent || 0) + " %" : w.status;
     s += " (attempt " + w.attempt + ")";
     if (w.message) s += ": " + w.message;
     return s;
