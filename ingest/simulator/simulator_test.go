@@ -174,6 +174,13 @@ func (f *flaky) Append(ctx context.Context, e *engine.Event) (journal.Ack, error
 	return f.Journal.Append(ctx, e)
 }
 
+func (f *flaky) AppendOwned(ctx context.Context, e *engine.Event) (journal.Ack, string, error) {
+	if f.failures.Add(-1) >= 0 {
+		return journal.Ack{}, "", fmt.Errorf("flaky: %w", journal.ErrUnavailable)
+	}
+	return f.Journal.AppendOwned(ctx, e)
+}
+
 func withFlakyJournal(failures int64) serverOption {
 	return func(_ *ingest.Config, j *ingest.Journal) {
 		f := &flaky{Journal: (*j).(*journal.Journal)}
