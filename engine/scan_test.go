@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -70,6 +71,9 @@ func FuzzCanonical(f *testing.F) {
 			}
 		}
 		c := appendCanonical(nil, b)
+		if ref := appendCanonicalRef(nil, b); !bytes.Equal(c, ref) {
+			t.Fatalf("canonical of %q is %q, the reference's %q", b, c, ref)
+		}
 		if !json.Valid(c) {
 			t.Fatalf("canonical %q of %q is not valid JSON", c, b)
 		}
@@ -112,5 +116,86 @@ func TestCanonicalForms(t *testing.T) {
 		if got := string(appendCanonical(nil, []byte(in))); got != want {
 			t.Errorf("canonical of %s = %s, want %s", in, got, want)
 		}
+	}
+}
+
+// appendCanonicalRef is the canonicaliser before it was fused into one
+// pass (the reference FuzzCanonical holds appendCanonical to): it appends the canonical form of the valid JSON value v:
+// no insignificant space, object members sorted by decoded key (the last of
+// duplicate keys wins, as when decoding), strings re-escaped minimally, and
+// numbers and literals exactly as written.
+func appendCanonicalRef(dst, v []byte) []byte {
+	v = bytes.TrimSpace(v)
+	switch v[0] {
+	case '{':
+		// Keys without escapes (nearly all) are compared and written as
+		// they stand; only the others are decoded.
+		type member struct {
+			key []byte // decoded
+			val []byte
+		}
+		var buf [16]member
+		ms := buf[:0]
+		ScanObject(v, func(k, val []byte) bool {
+			key := k[1 : len(k)-1]
+			if !plain(key) {
+				key = []byte(unquote(k))
+			}
+			ms = append(ms, member{key, val})
+			return true
+		})
+		slices.SortStableFunc(ms, func(a, b member) int { return bytes.Compare(a.key, b.key) })
+		dst = append(dst, '{')
+		first := true
+		for i, m := range ms {
+			if i+1 < len(ms) && bytes.Equal(ms[i+1].key, m.key) {
+				continue // a later duplicate wins
+			}
+			if !first {
+				dst = append(dst, ',')
+			}
+			first = false
+			dst = appendQuotedBytes(dst, m.key)
+			dst = append(dst, ':')
+			dst = appendCanonicalRef(dst, m.val)
+		}
+		return append(dst, '}')
+	case '[':
+		dst = append(dst, '[')
+		first := true
+		eachElement(v, func(e []byte) {
+			if !first {
+				dst = append(dst, ',')
+			}
+			first = false
+			dst = appendCanonicalRef(dst, e)
+		})
+		return append(dst, ']')
+	case '"':
+		if plain(v[1 : len(v)-1]) { // its minimal escaping is itself
+			return append(dst, v...)
+		}
+		return appendQuoted(dst, unquote(v))
+	}
+	return append(dst, v...)
+}
+
+// eachElement calls fn with every raw element of the valid JSON array b.
+func eachElement(b []byte, fn func(val []byte)) {
+	i := skipSpace(b, 0) + 1 // past '['
+	for {
+		i = skipSpace(b, i)
+		if i >= len(b) || b[i] == ']' {
+			return
+		}
+		if b[i] == ',' {
+			i = skipSpace(b, i+1)
+		}
+		vEnd := valueEnd(b, i)
+		if vEnd < 0 {
+			return
+		}
+		fn(b[i:vEnd])
+		i = vEnd
 	}
 }
