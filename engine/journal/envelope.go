@@ -166,7 +166,7 @@ func (e *Envelope) check() error {
 // than lose it; like mime.ParseMediaType, the result is usable with the
 // error.
 func (e Envelope) Event() (*engine.Event, error) {
-	ev, err := engine.Reparse(e.Source, e.Payload, e.ID)
+	ev, err := engine.ReparseKnown(e.Source, e.Payload, e.ID, e.TransferID)
 	if err != nil {
 		ev = &engine.Event{Kind: engine.KindUnknown, Payload: e.Payload, Unparsable: err.Error()}
 		err = fmt.Errorf("%w: event %s (seq %d): %w", ErrUnparsable, e.ID, e.Seq, err)
