@@ -8,6 +8,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -397,10 +398,22 @@ const contentIDPrefix = "sha256:"
 
 // digest is the hex SHA-256 of payload's canonical JSON.
 func digest(payload []byte) string {
-	var buf [1024]byte
-	sum := sha256.Sum256(appendCanonical(buf[:0], payload))
+	bp := canonBufs.Get().(*[]byte)
+	c := appendCanonical((*bp)[:0], payload)
+	sum := sha256.Sum256(c)
+	if cap(c) <= 64<<10 { // keep no giant's buffer
+		*bp = c[:0]
+		canonBufs.Put(bp)
+	}
 	return hex.EncodeToString(sum[:])
 }
+
+// canonBufs are buffers for digest's canonical forms (appendCanonical
+// walks recursively, so a buffer on digest's stack would escape anyway).
+var canonBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, 2048)
+	return &b
+}}
 
 // ValidID reports whether s can be a transferId: 1 to MaxIDLength characters
 // from [A-Za-z0-9] and "-_:=+@~", so that it is always a single NATS subject

@@ -285,7 +285,11 @@ func canonObject(dst, b []byte, i int) ([]byte, int) {
 			dst = append(dst, ',')
 		}
 		lo := len(dst)
-		dst = append(appendQuotedBytes(dst, key), ':')
+		if plain { // as written, quotes included
+			dst = append(append(dst, b[i:kEnd]...), ':')
+		} else {
+			dst = append(appendQuotedBytes(dst, key), ':')
+		}
 		dst, i = canonValue(dst, b, skipSpace(b, skipSpace(b, kEnd)+1))
 		ms = append(ms, canonMember{key, lo, len(dst)})
 		if i = skipSpace(b, i); b[i] == '}' {
