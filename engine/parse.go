@@ -118,7 +118,7 @@ func parse(src Source, payload []byte, id, known string) (*Event, error) {
 	if len(body) == 0 || body[0] != '{' {
 		return nil, invalid("", "body must be a JSON object")
 	}
-	if !json.Valid(body) {
+	if !validJSON(body) {
 		var v struct{}
 		return nil, invalid("", "body is not valid JSON: "+jsonReason(json.Unmarshal(body, &v)))
 	}

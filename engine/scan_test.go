@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -198,4 +199,25 @@ func eachElement(b []byte, fn func(val []byte)) {
 		fn(b[i:vEnd])
 		i = vEnd
 	}
+}
+
+// FuzzValid holds validJSON, which parse uses, to json.Valid.
+func FuzzValid(f *testing.F) {
+	for _, s := range []string{
+		`{}`, `[]`, ` {"a" : [1, -0.5e+3, "x\u00e9\n", true, false, null, {}]} `, `{"a":1,}`, `[1,]`, `01`, `-`, `1.`,
+		`1e`, `"\x"`, `"\u12"`, "\"\x01\"", "\"\xff\"", `nul`, `truex`, `1 2`, `{"a"}`, `{1:2}`, `"a`, `[`, `-01`, `1.5E-2`,
+	} {
+		f.Add([]byte(s))
+	}
+	for _, n := range []int{10000, 10001} { // encoding/json's nesting limit
+		b := []byte(strings.Repeat(`{"a":[`, n/2) + strings.Repeat("[", n%2) + strings.Repeat("]", n%2) + strings.Repeat("]}", n/2))
+		if got, want := validJSON(b), json.Valid(b); got != want {
+			f.Fatalf("validJSON at depth %d = %t, json.Valid %t", n, got, want)
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := validJSON(b), json.Valid(b); got != want {
+			t.Fatalf("validJSON(%q) = %t, json.Valid %t", b, got, want)
+		}
+	})
 }
