@@ -522,8 +522,12 @@ func members(raw []byte, field string, out [][]byte, names ...string) error {
 		return invalid(field, "must be an object")
 	}
 	eachMember(raw, func(key, val []byte) {
+		k := key[1 : len(key)-1] // decoded only when escaped, once
+		if bytes.IndexByte(k, '\\') >= 0 {
+			k = []byte(unquote(key))
+		}
 		for i, n := range names {
-			if keyIs(key, n) {
+			if string(k) == n {
 				out[i] = val
 			}
 		}

@@ -180,14 +180,6 @@ func unquote(raw []byte) string {
 	return s
 }
 
-// keyIs reports whether the raw key names want, decoding escapes if any.
-func keyIs(raw []byte, want string) bool {
-	if bytes.IndexByte(raw, '\\') < 0 {
-		return len(raw) == len(want)+2 && string(raw[1:len(raw)-1]) == want
-	}
-	return unquote(raw) == want
-}
-
 // appendCanonical appends the canonical form of the valid JSON value v:
 // no insignificant space, object members sorted by decoded key (the last of
 // duplicate keys wins, as when decoding), strings re-escaped minimally, and
