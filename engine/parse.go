@@ -8,6 +8,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 )
@@ -88,18 +89,28 @@ func (w *wire) read(obj []byte) {
 // eventType yields KindUnknown. Unknown fields are ignored, never rejected.
 // The returned event keeps payload verbatim; Issuer, ReceivedAt and Seq are
 // left for the caller. Every error is a *ValidationError.
-func Parse(src Source, payload []byte) (*Event, error) { return parse(src, payload, "") }
+func Parse(src Source, payload []byte) (*Event, error) { return parse(src, payload, "", "") }
 
 // Reparse rebuilds an event read back from the journal: as Parse, but with
 // the identity fixed when it was appended instead of computed again.
 func Reparse(src Source, payload []byte, id string) (*Event, error) {
+	return ReparseKnown(src, payload, id, "")
+}
+
+// ReparseKnown is Reparse given also the transferId the event was
+// appended under, as its envelope records it. The result is Reparse's,
+// field for field; strings equal to id or transferID (the messageId, the
+// transferId) share their bytes rather than being copied again.
+func ReparseKnown(src Source, payload []byte, id, transferID string) (*Event, error) {
 	if id == "" {
 		return nil, invalid("id", "required")
 	}
-	return parse(src, payload, id)
+	return parse(src, payload, id, transferID)
 }
 
-func parse(src Source, payload []byte, id string) (*Event, error) {
+// parse is Parse (id empty) and ReparseKnown; known is a transferId
+// whose string to share.
+func parse(src Source, payload []byte, id, known string) (*Event, error) {
 	if !src.Valid() {
 		return nil, invalid("source", "must be connect, forge or app")
 	}
@@ -107,7 +118,7 @@ func parse(src Source, payload []byte, id string) (*Event, error) {
 	if len(body) == 0 || body[0] != '{' {
 		return nil, invalid("", "body must be a JSON object")
 	}
-	if !json.Valid(body) {
+	if !validJSON(body) {
 		var v struct{}
 		return nil, invalid("", "body is not valid JSON: "+jsonReason(json.Unmarshal(body, &v)))
 	}
@@ -125,7 +136,7 @@ func parse(src Source, payload []byte, id string) (*Event, error) {
 	if e.EventType, err = requireString(w.EventType, "eventType"); err != nil {
 		return nil, err
 	}
-	if e.TransferID, err = requireString(w.TransferID, "transferId"); err != nil {
+	if e.TransferID, err = requireKnown(w.TransferID, "transferId", known); err != nil {
 		return nil, err
 	}
 	if err := checkID("transferId", e.TransferID); err != nil {
@@ -140,7 +151,7 @@ func parse(src Source, payload []byte, id string) (*Event, error) {
 	}
 
 	if w.MessageID != nil && !isNull(w.MessageID) {
-		if e.MessageID, err = requireString(w.MessageID, "messageId"); err != nil {
+		if e.MessageID, err = requireKnown(w.MessageID, "messageId", id); err != nil {
 			return nil, err
 		}
 		if err := checkToken("messageId", e.MessageID, MaxMessageIDLength); err != nil {
@@ -229,11 +240,14 @@ func parseKindFacts(e *Event, w *wire) error {
 		if w.TransferError == nil || isNull(w.TransferError) {
 			return nil
 		}
-		f, err := members(w.TransferError, "transferError", "exceptionType", "safeStackTrace")
-		if err != nil {
+		var f [2][]byte
+		if err := members(w.TransferError, "transferError", f[:], "exceptionType", "safeStackTrace"); err != nil {
 			return err
 		}
-		var te TransferError
+		var (
+			te  TransferError
+			err error
+		)
 		if te.ExceptionType, err = optionalString(f[0], "transferError.exceptionType"); err != nil {
 			return err
 		}
@@ -283,33 +297,44 @@ func parseKindFacts(e *Event, w *wire) error {
 // parseDetails expects them.
 var detailFields = []string{"migrationId", "migrationScopeId", "name", "cloudUrl", "createdAt", "jiraClientKey", "confluenceClientKey"}
 
+// detailNames are detailFields as errors name them.
+var detailNames = func() (names [7]string) {
+	for i, f := range detailFields {
+		names[i] = "migrationDetails." + f
+	}
+	return names
+}()
+
 func parseDetails(e *Event, raw []byte) error {
 	if raw == nil || isNull(raw) {
 		return nil
 	}
-	f, err := members(raw, "migrationDetails", detailFields...)
-	if err != nil {
+	var f [len(detailNames)][]byte
+	if err := members(raw, "migrationDetails", f[:], detailFields...); err != nil {
 		return err
 	}
-	var m Migration
+	var (
+		m   Migration
+		err error
+	)
 	for i, dst := range []*string{&m.MigrationID, &m.MigrationScopeID, &m.Name, &m.CloudURL} {
-		if *dst, err = optionalString(f[i], "migrationDetails."+detailFields[i]); err != nil {
+		if *dst, err = optionalString(f[i], detailNames[i]); err != nil {
 			return err
 		}
 		if i < 2 && len(*dst) > MaxKeyLength {
-			return invalid("migrationDetails."+detailFields[i], "longer than "+strconv.Itoa(MaxKeyLength)+" bytes")
+			return invalid(detailNames[i], "longer than "+strconv.Itoa(MaxKeyLength)+" bytes")
 		}
 	}
 	if m.CreatedAt, err = parseCreatedAt(f[4]); err != nil {
 		return err
 	}
 	for i, raw := range f[5:] {
-		ck, err := optionalString(raw, "migrationDetails."+connectClientKeys[i])
+		ck, err := optionalString(raw, detailNames[5+i])
 		if err != nil {
 			return err
 		}
 		if ck != "" && ck != "unknown" {
-			if err := checkToken("migrationDetails."+connectClientKeys[i], ck, MaxKeyLength); err != nil {
+			if err := checkToken(detailNames[5+i], ck, MaxKeyLength); err != nil {
 				return err
 			}
 			e.ClientKeys = append(e.ClientKeys, ck)
@@ -373,10 +398,22 @@ const contentIDPrefix = "sha256:"
 
 // digest is the hex SHA-256 of payload's canonical JSON.
 func digest(payload []byte) string {
-	var buf [1024]byte
-	sum := sha256.Sum256(appendCanonical(buf[:0], payload))
+	bp := canonBufs.Get().(*[]byte)
+	c := appendCanonical((*bp)[:0], payload)
+	sum := sha256.Sum256(c)
+	if cap(c) <= 64<<10 { // keep no giant's buffer
+		*bp = c[:0]
+		canonBufs.Put(bp)
+	}
 	return hex.EncodeToString(sum[:])
 }
+
+// canonBufs are buffers for digest's canonical forms (appendCanonical
+// walks recursively, so a buffer on digest's stack would escape anyway).
+var canonBufs = sync.Pool{New: func() any {
+	b := make([]byte, 0, 2048)
+	return &b
+}}
 
 // ValidID reports whether s can be a transferId: 1 to MaxIDLength characters
 // from [A-Za-z0-9] and "-_:=+@~", so that it is always a single NATS subject
@@ -427,6 +464,13 @@ func checkID(field, s string) error {
 }
 
 func requireString(raw []byte, field string) (string, error) {
+	if len(raw) > 2 && raw[0] == '"' {
+		// eventType names one of a few constants: share the constant's
+		// bytes when raw is one of them spelt plainly.
+		if s, ok := eventTypes[string(raw[1:len(raw)-1])]; ok {
+			return s, nil
+		}
+	}
 	if raw == nil || isNull(raw) {
 		return "", invalid(field, "required, a non-empty string")
 	}
@@ -440,6 +484,26 @@ func requireString(raw []byte, field string) (string, error) {
 	return s, nil
 }
 
+// requireKnown is requireString, sharing known's bytes when raw is
+// known spelt plainly (without escapes).
+func requireKnown(raw []byte, field, known string) (string, error) {
+	if known != "" && len(raw) == len(known)+2 && raw[0] == '"' && string(raw[1:len(raw)-1]) == known {
+		return known, nil
+	}
+	return requireString(raw, field)
+}
+
+// eventTypes holds every eventType the engine knows, each mapped to itself.
+var eventTypes = func() map[string]string {
+	m := map[string]string{}
+	for _, kinds := range []map[string]Kind{connectKinds, forgeKinds, appKinds} {
+		for t := range kinds {
+			m[t] = t
+		}
+	}
+	return m
+}()
+
 func optionalString(raw []byte, field string) (string, error) {
 	if raw == nil || isNull(raw) {
 		return "", nil
@@ -450,21 +514,25 @@ func optionalString(raw []byte, field string) (string, error) {
 	return unquote(raw), nil
 }
 
-// members returns the raw values of the named members of the object raw
-// (nil where absent), or a validation error when raw is not an object.
-func members(raw []byte, field string, names ...string) ([][]byte, error) {
+// members sets out[i] to the raw value of the member names[i] of the
+// object raw (nil where absent), or returns a validation error when raw is
+// not an object. out is as long as names.
+func members(raw []byte, field string, out [][]byte, names ...string) error {
 	if raw[0] != '{' {
-		return nil, invalid(field, "must be an object")
+		return invalid(field, "must be an object")
 	}
-	out := make([][]byte, len(names))
 	eachMember(raw, func(key, val []byte) {
+		k := key[1 : len(key)-1] // decoded only when escaped, once
+		if bytes.IndexByte(k, '\\') >= 0 {
+			k = []byte(unquote(key))
+		}
 		for i, n := range names {
-			if keyIs(key, n) {
+			if string(k) == n {
 				out[i] = val
 			}
 		}
 	})
-	return out, nil
+	return nil
 }
 
 func isNull(raw []byte) bool { return string(raw) == "null" }

@@ -136,26 +136,6 @@ func eachMember(b []byte, fn func(key, val []byte)) {
 	})
 }
 
-// eachElement calls fn with every raw element of the valid JSON array b.
-func eachElement(b []byte, fn func(val []byte)) {
-	i := skipSpace(b, 0) + 1 // past '['
-	for {
-		i = skipSpace(b, i)
-		if i >= len(b) || b[i] == ']' {
-			return
-		}
-		if b[i] == ',' {
-			i = skipSpace(b, i+1)
-		}
-		vEnd := valueEnd(b, i)
-		if vEnd < 0 {
-			return
-		}
-		fn(b[i:vEnd])
-		i = vEnd
-	}
-}
-
 // CutString decodes the JSON string at the start of b and returns it with
 // the bytes after it; ok is false if b does not start with a valid JSON
 // string. A string without escapes is sliced, not decoded. Invalid UTF-8
@@ -200,72 +180,150 @@ func unquote(raw []byte) string {
 	return s
 }
 
-// keyIs reports whether the raw key names want, decoding escapes if any.
-func keyIs(raw []byte, want string) bool {
-	if bytes.IndexByte(raw, '\\') < 0 {
-		return len(raw) == len(want)+2 && string(raw[1:len(raw)-1]) == want
-	}
-	return unquote(raw) == want
-}
-
 // appendCanonical appends the canonical form of the valid JSON value v:
 // no insignificant space, object members sorted by decoded key (the last of
 // duplicate keys wins, as when decoding), strings re-escaped minimally, and
-// numbers and literals exactly as written.
+// numbers and literals exactly as written. It walks v once: each member
+// is written canonically as it is read, and an object whose keys were not
+// in order already is sorted by moving its members' bytes.
 func appendCanonical(dst, v []byte) []byte {
-	v = bytes.TrimSpace(v)
-	switch v[0] {
+	dst, _ = canonValue(dst, v, skipSpace(v, 0))
+	return dst
+}
+
+// canonValue appends the canonical form of the valid JSON value at b[i]
+// and returns the index just past it.
+func canonValue(dst, b []byte, i int) ([]byte, int) {
+	switch b[i] {
 	case '{':
-		// Keys without escapes (nearly all) are compared and written as
-		// they stand; only the others are decoded.
-		type member struct {
-			key []byte // decoded
-			val []byte
-		}
-		var buf [16]member
-		ms := buf[:0]
-		ScanObject(v, func(k, val []byte) bool {
-			key := k[1 : len(k)-1]
-			if !plain(key) {
-				key = []byte(unquote(k))
-			}
-			ms = append(ms, member{key, val})
-			return true
-		})
-		slices.SortStableFunc(ms, func(a, b member) int { return bytes.Compare(a.key, b.key) })
-		dst = append(dst, '{')
-		first := true
-		for i, m := range ms {
-			if i+1 < len(ms) && bytes.Equal(ms[i+1].key, m.key) {
-				continue // a later duplicate wins
-			}
-			if !first {
-				dst = append(dst, ',')
-			}
-			first = false
-			dst = appendQuotedBytes(dst, m.key)
-			dst = append(dst, ':')
-			dst = appendCanonical(dst, m.val)
-		}
-		return append(dst, '}')
+		return canonObject(dst, b, i)
 	case '[':
 		dst = append(dst, '[')
-		first := true
-		eachElement(v, func(e []byte) {
-			if !first {
-				dst = append(dst, ',')
-			}
-			first = false
-			dst = appendCanonical(dst, e)
-		})
-		return append(dst, ']')
-	case '"':
-		if plain(v[1 : len(v)-1]) { // its minimal escaping is itself
-			return append(dst, v...)
+		if i = skipSpace(b, i+1); b[i] == ']' {
+			return append(dst, ']'), i + 1
 		}
-		return appendQuoted(dst, unquote(v))
+		for {
+			dst, i = canonValue(dst, b, i)
+			if i = skipSpace(b, i); b[i] == ']' {
+				return append(dst, ']'), i + 1
+			}
+			dst = append(dst, ',')
+			i = skipSpace(b, i+1) // past ','
+		}
+	case '"':
+		end, plain := scanString(b, i)
+		if plain { // its minimal escaping is itself
+			return append(dst, b[i:end]...), end
+		}
+		return appendQuoted(dst, unquote(b[i:end])), end
 	}
-	return append(dst, v...)
+	j := i
+	for j < len(b) && !isDelim(b[j]) {
+		j++
+	}
+	return append(dst, b[i:j]...), j
+}
+
+// isDelim reports whether c ends a number or literal.
+func isDelim(c byte) bool {
+	switch c {
+	case ',', ':', '{', '}', '[', ']', '"', ' ', '\t', '\r', '\n':
+		return true
+	}
+	return false
+}
+
+// scanString returns the index just past the valid JSON string at b[i]
+// and whether its inside is plain (see plain), in one pass.
+func scanString(b []byte, i int) (end int, isPlain bool) {
+	ascii := true
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return j + 1, ascii || utf8.Valid(b[i+1:j])
+		case c == '\\' || c < 0x20:
+			return stringEnd(b, i), false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	return len(b), false
+}
+
+// canonMember is an object member being canonicalised: its decoded key and
+// where "key":value was written.
+type canonMember struct {
+	key    []byte
+	lo, hi int
+}
+
+func canonObject(dst, b []byte, i int) ([]byte, int) {
+	start := len(dst)
+	dst = append(dst, '{')
+	if i = skipSpace(b, i+1); b[i] == '}' {
+		return append(dst, '}'), i + 1
+	}
+	var buf [16]canonMember
+	ms := buf[:0]
+	inOrder := true
+	for {
+		kEnd, plain := scanString(b, i)
+		key := b[i+1 : kEnd-1]
+		if !plain {
+			key = []byte(unquote(b[i:kEnd]))
+		}
+		if n := len(ms); n > 0 {
+			inOrder = inOrder && bytes.Compare(ms[n-1].key, key) < 0
+			dst = append(dst, ',')
+		}
+		lo := len(dst)
+		if plain { // as written, quotes included
+			dst = append(append(dst, b[i:kEnd]...), ':')
+		} else {
+			dst = append(appendQuotedBytes(dst, key), ':')
+		}
+		dst, i = canonValue(dst, b, skipSpace(b, skipSpace(b, kEnd)+1))
+		ms = append(ms, canonMember{key, lo, len(dst)})
+		if i = skipSpace(b, i); b[i] == '}' {
+			i++
+			break
+		}
+		i = skipSpace(b, i+1) // past ','
+	}
+	if inOrder { // sorted, no duplicates: written canonically already
+		return append(dst, '}'), i
+	}
+	sortMembers(ms)
+	sorted := len(dst)
+	dst = append(dst, '{')
+	first := true
+	for k, m := range ms {
+		if k+1 < len(ms) && bytes.Equal(ms[k+1].key, m.key) {
+			continue // a later duplicate wins
+		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = append(dst, dst[m.lo:m.hi]...)
+	}
+	dst = append(dst, '}')
+	n := copy(dst[start:], dst[sorted:])
+	return dst[:start+n], i
+}
+
+// sortMembers sorts ms stably by key: by insertion when there are few
+// (payloads have a handful), else with slices.SortStableFunc.
+func sortMembers(ms []canonMember) {
+	if len(ms) > 12 {
+		slices.SortStableFunc(ms, func(a, b canonMember) int { return bytes.Compare(a.key, b.key) })
+		return
+	}
+	for k := 1; k < len(ms); k++ {
+		for j := k; j > 0 && bytes.Compare(ms[j-1].key, ms[j].key) > 0; j-- {
+			ms[j-1], ms[j] = ms[j], ms[j-1]
+		}
+	}
 }
 
 // appendQuotedBytes is appendQuoted of a []byte, without copying one that

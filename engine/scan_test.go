@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -70,6 +72,9 @@ func FuzzCanonical(f *testing.F) {
 			}
 		}
 		c := appendCanonical(nil, b)
+		if ref := appendCanonicalRef(nil, b); !bytes.Equal(c, ref) {
+			t.Fatalf("canonical of %q is %q, the reference's %q", b, c, ref)
+		}
 		if !json.Valid(c) {
 			t.Fatalf("canonical %q of %q is not valid JSON", c, b)
 		}
@@ -113,4 +118,106 @@ func TestCanonicalForms(t *testing.T) {
 			t.Errorf("canonical of %s = %s, want %s", in, got, want)
 		}
 	}
+}
+
+// appendCanonicalRef is the canonicaliser before it was fused into one
+// pass (the reference FuzzCanonical holds appendCanonical to): it appends the canonical form of the valid JSON value v:
+// no insignificant space, object members sorted by decoded key (the last of
+// duplicate keys wins, as when decoding), strings re-escaped minimally, and
+// numbers and literals exactly as written.
+func appendCanonicalRef(dst, v []byte) []byte {
+	v = bytes.TrimSpace(v)
+	switch v[0] {
+	case '{':
+		// Keys without escapes (nearly all) are compared and written as
+		// they stand; only the others are decoded.
+		type member struct {
+			key []byte // decoded
+			val []byte
+		}
+		var buf [16]member
+		ms := buf[:0]
+		ScanObject(v, func(k, val []byte) bool {
+			key := k[1 : len(k)-1]
+			if !plain(key) {
+				key = []byte(unquote(k))
+			}
+			ms = append(ms, member{key, val})
+			return true
+		})
+		slices.SortStableFunc(ms, func(a, b member) int { return bytes.Compare(a.key, b.key) })
+		dst = append(dst, '{')
+		first := true
+		for i, m := range ms {
+			if i+1 < len(ms) && bytes.Equal(ms[i+1].key, m.key) {
+				continue // a later duplicate wins
+			}
+			if !first {
+				dst = append(dst, ',')
+			}
+			first = false
+			dst = appendQuotedBytes(dst, m.key)
+			dst = append(dst, ':')
+			dst = appendCanonicalRef(dst, m.val)
+		}
+		return append(dst, '}')
+	case '[':
+		dst = append(dst, '[')
+		first := true
+		eachElement(v, func(e []byte) {
+			if !first {
+				dst = append(dst, ',')
+			}
+			first = false
+			dst = appendCanonicalRef(dst, e)
+		})
+		return append(dst, ']')
+	case '"':
+		if plain(v[1 : len(v)-1]) { // its minimal escaping is itself
+			return append(dst, v...)
+		}
+		return appendQuoted(dst, unquote(v))
+	}
+	return append(dst, v...)
+}
+
+// eachElement calls fn with every raw element of the valid JSON array b.
+func eachElement(b []byte, fn func(val []byte)) {
+	i := skipSpace(b, 0) + 1 // past '['
+	for {
+		i = skipSpace(b, i)
+		if i >= len(b) || b[i] == ']' {
+			return
+		}
+		if b[i] == ',' {
+			i = skipSpace(b, i+1)
+		}
+		vEnd := valueEnd(b, i)
+		if vEnd < 0 {
+			return
+		}
+		fn(b[i:vEnd])
+		i = vEnd
+	}
+}
+
+// FuzzValid holds validJSON, which parse uses, to json.Valid.
+func FuzzValid(f *testing.F) {
+	for _, s := range []string{
+		`{}`, `[]`, ` {"a" : [1, -0.5e+3, "x\u00e9\n", true, false, null, {}]} `, `{"a":1,}`, `[1,]`, `01`, `-`, `1.`,
+		`1e`, `"\x"`, `"\u12"`, "\"\x01\"", "\"\xff\"", `nul`, `truex`, `1 2`, `{"a"}`, `{1:2}`, `"a`, `[`, `-01`, `1.5E-2`,
+	} {
+		f.Add([]byte(s))
+	}
+	for _, n := range []int{10000, 10001} { // encoding/json's nesting limit
+		b := []byte(strings.Repeat(`{"a":[`, n/2) + strings.Repeat("[", n%2) + strings.Repeat("]", n%2) + strings.Repeat("]}", n/2))
+		if got, want := validJSON(b), json.Valid(b); got != want {
+			f.Fatalf("validJSON at depth %d = %t, json.Valid %t", n, got, want)
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := validJSON(b), json.Valid(b); got != want {
+			t.Fatalf("validJSON(%q) = %t, json.Valid %t", b, got, want)
+		}
+	})
 }

@@ -99,8 +99,8 @@ func decodeEncoded(data []byte) (env Envelope, ok bool) {
 	d := decoder{b: data}
 	var src, kind, at string
 	ok = d.lit(`{"v":1,"id":`) && d.str(&env.ID) &&
-		d.lit(`,"source":`) && d.str(&src) &&
-		d.lit(`,"kind":`) && d.str(&kind) &&
+		d.lit(`,"source":`) && d.known(&src, sources) &&
+		d.lit(`,"kind":`) && d.known(&kind, kinds) &&
 		d.lit(`,"transferId":`) && d.str(&env.TransferID) &&
 		d.lit(`,"issuer":`) && d.str(&env.Issuer) &&
 		d.lit(`,"receivedAt":`) && d.str(&at) &&
@@ -138,6 +138,33 @@ func (d *decoder) str(s *string) bool {
 	return ok
 }
 
+// known is str, sharing the bytes of the string in set that the JSON
+// string is when it is one of them spelt plainly: sources and kinds are a
+// few constants, not worth a copy per envelope.
+func (d *decoder) known(s *string, set []string) bool {
+	if len(d.b) > 0 && d.b[0] == '"' {
+		for _, k := range set {
+			if len(d.b) > len(k)+1 && d.b[len(k)+1] == '"' && string(d.b[1:len(k)+1]) == k {
+				*s, d.b = k, d.b[len(k)+2:]
+				return true
+			}
+		}
+	}
+	return d.str(s)
+}
+
+// The sources and kinds known shares.
+var (
+	sources = []string{string(engine.SourceConnect), string(engine.SourceForge), string(engine.SourceApp)}
+	kinds   = func() []string {
+		ks := make([]string, len(engine.Kinds))
+		for i, k := range engine.Kinds {
+			ks[i] = string(k)
+		}
+		return ks
+	}()
+)
+
 func (e *Envelope) check() error {
 	switch {
 	case e.V != Version:
@@ -166,7 +193,7 @@ func (e *Envelope) check() error {
 // than lose it; like mime.ParseMediaType, the result is usable with the
 // error.
 func (e Envelope) Event() (*engine.Event, error) {
-	ev, err := engine.Reparse(e.Source, e.Payload, e.ID)
+	ev, err := engine.ReparseKnown(e.Source, e.Payload, e.ID, e.TransferID)
 	if err != nil {
 		ev = &engine.Event{Kind: engine.KindUnknown, Payload: e.Payload, Unparsable: err.Error()}
 		err = fmt.Errorf("%w: event %s (seq %d): %w", ErrUnparsable, e.ID, e.Seq, err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -222,5 +223,25 @@ func BenchmarkEncode(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		journal.Encode(e)
+	}
+}
+
+// TestDecodeSourcesAndKinds: every source and kind, and kinds the engine
+// does not know or spelt with escapes, decode to the value encoded (Decode
+// shares the constants' bytes for the plain spellings).
+func TestDecodeSourcesAndKinds(t *testing.T) {
+	kinds := append(slices.Clone(engine.Kinds), "listener-triggeredx", "listener", "", `a"b`)
+	for _, src := range []engine.Source{engine.SourceConnect, engine.SourceForge, engine.SourceApp} {
+		for _, k := range kinds {
+			e := &engine.Event{ID: "m", Source: src, Kind: k, TransferID: "t", Issuer: "i", Payload: json.RawMessage(`{}`)}
+			env, err := journal.Decode(journal.Encode(e))
+			if err != nil || env.Source != src || env.Kind != k {
+				t.Fatalf("%s/%q came back as %s/%q, %v", src, k, env.Source, env.Kind, err)
+			}
+		}
+	}
+	env, err := journal.Decode([]byte(`{"v":1,"id":"m","source":"conn\u0065ct","kind":"listener-trigger\u0065d","transferId":"t","issuer":"i","receivedAt":"2026-01-02T03:04:05Z","payload":{}}`))
+	if err != nil || env.Source != engine.SourceConnect || env.Kind != engine.KindListenerTriggered {
+		t.Fatalf("escaped source and kind came back as %s/%q, %v", env.Source, env.Kind, err)
 	}
 }
