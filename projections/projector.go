@@ -384,7 +384,10 @@ func (p *Projector) sleep(ctx context.Context, d time.Duration) (ending, bool) {
 // projector is told to end.
 func (p *Projector) consume(ctx context.Context, r *journal.Reader) ending {
 	rctx, cancel := context.WithCancel(ctx)
-	batches := make(chan *batch, 1)
+	// Unbuffered: the reader holds one batch ready while a commit runs,
+	// and what arrives meanwhile waits for that commit only, not for a
+	// batch queued behind it as well.
+	batches := make(chan *batch)
 	go p.read(rctx, r, batches)
 	defer func() {
 		cancel()

@@ -59,3 +59,7 @@ func QueuedAppends(j *Journal) int {
 // Committing reports whether j's appends go through an atomic batch
 // committer.
 func Committing(j *Journal) bool { return j.appends != nil }
+
+// Delivered returns how many messages r has received from the server and
+// not yet returned.
+func Delivered(r *Reader) int { return len(r.msgs) }

@@ -84,6 +84,7 @@ var acceptance = []struct {
 	{"ReadAfter", testReadAfter},
 	{"ReadFilter", testReadFilter},
 	{"ReadLive", testReadLive},
+	{"ReadDelivered", testReadDelivered},
 	{"ReadCorrupt", testReadCorrupt},
 	{"Scan", testScan},
 	{"Publish", testPublish},
@@ -295,6 +296,44 @@ func testReadLive(t *testing.T, open func(t *testing.T) *journal.Journal) {
 	r.Stop()
 	if _, err := r.Next(testContext(t), 1); !errors.Is(err, journal.ErrStopped) {
 		t.Errorf("Next after Stop: %v, want ErrStopped", err)
+	}
+}
+
+// testReadDelivered: messages the server delivered one at a time, each
+// with nothing pending after it, while the caller was busy, come back in
+// one batch (the projector's batch after a commit), not one per call.
+func testReadDelivered(t *testing.T, open func(t *testing.T) *journal.Journal) {
+	j := open(t)
+	ctx := testContext(t)
+	r, err := j.Read(ctx, 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	const n = 8
+	for i := range n {
+		mustAppend(t, j, event(t, fmt.Sprint("t", i), 0))
+		// Delivered before the next is appended: the server counted
+		// nothing pending after it.
+		for journal.Delivered(r) < i+1 {
+			if ctx.Err() != nil {
+				t.Fatalf("%d of %d messages delivered", journal.Delivered(r), i+1)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	var seqs []uint64
+	for _, max := range []int{3, 100} {
+		batch, err := r.Next(ctx, max)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, env := range batch {
+			seqs = append(seqs, env.Seq)
+		}
+	}
+	if want := []uint64{1, 2, 3, 4, 5, 6, 7, 8}; fmt.Sprint(seqs) != fmt.Sprint(want) || r.Pending() != 0 {
+		t.Fatalf("Next(3), Next(100) = %v, pending %d; want %v in two batches, none pending", seqs, r.Pending(), want)
 	}
 }
 

@@ -70,14 +70,36 @@ func (j *Journal) StoredAt(ctx context.Context, seq uint64) (time.Time, error) {
 // Reader reads MIGRATIONS in stream order through an ordered consumer (no
 // durable state on the server), in batches whose size the caller chooses.
 // A Reader is not safe for concurrent use; Stop it when done.
+//
+// A goroutine takes the consumer's messages as they arrive into a buffer
+// of its own, so that Next can tell the messages already delivered from
+// those still to come: the NumPending the server sends with a message
+// counts only the messages not yet delivered when it sent that one, not
+// those sent since and waiting in the client, and a batch ended by it alone
+// was one message long while dozens waited behind it (see docs/design.md
+// §9.7, the projector's lag).
 type Reader struct {
 	j       *Journal
 	cons    jetstream.Consumer
 	it      jetstream.MessagesContext
-	pending uint64 // matching messages after the last one returned
-	next    error  // a CorruptError to report on the following call
+	msgs    chan delivery // from pump, in stream order
+	done    chan struct{} // closed by Stop: pump's end
+	pumped  chan struct{} // closed when pump has returned
+	pending uint64        // matching messages after the last one returned
+	next    error         // a CorruptError to report on the following call
+	failed  error         // pump's failure, reported by every later call
 	stopped bool
 }
+
+// delivery is a message pump took from the consumer, or its failure.
+type delivery struct {
+	msg jetstream.Msg
+	err error
+}
+
+// readAhead is how many delivered messages a Reader's buffer holds (the
+// consumer's own holds its pull batch, 500 by default).
+const readAhead = 512
 
 // Read opens a Reader of the messages with a sequence greater than after (0
 // for the beginning) whose subject matches filter (empty for all), such as
@@ -97,7 +119,7 @@ func (j *Journal) Read(ctx context.Context, after uint64, filter string) (*Reade
 	if err != nil {
 		return nil, unavailable("read", err)
 	}
-	r := &Reader{j: j, cons: cons}
+	r := &Reader{j: j, cons: cons, msgs: make(chan delivery, readAhead), done: make(chan struct{}), pumped: make(chan struct{})}
 	if info := cons.CachedInfo(); info != nil {
 		r.pending = info.NumPending
 	}
@@ -105,7 +127,26 @@ func (j *Journal) Read(ctx context.Context, after uint64, filter string) (*Reade
 		r.deleteConsumer()
 		return nil, unavailable("read", err)
 	}
+	go r.pump()
 	return r, nil
+}
+
+// pump moves the consumer's messages into r.msgs until Stop or a failure
+// (the ordered consumer has already recreated itself where it could),
+// which it passes on as the last delivery.
+func (r *Reader) pump() {
+	defer close(r.pumped)
+	for {
+		msg, err := r.it.Next()
+		select {
+		case r.msgs <- delivery{msg: msg, err: err}:
+		case <-r.done:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // Pending returns how many matching messages follow the last one Next
@@ -114,11 +155,12 @@ func (j *Journal) Read(ctx context.Context, after uint64, filter string) (*Reade
 func (r *Reader) Pending() uint64 { return r.pending }
 
 // Next returns the next envelopes in stream order, at most max (at least
-// one). It waits until one is available or ctx ends, then keeps adding
-// while the server reports more pending, so that a batch is full while
-// catching up and returns at once at the end of the stream. When ctx ends
-// before the first envelope, Next returns ctx's error; after it, the batch
-// so far.
+// one). It waits until one is available or ctx ends, then adds those
+// already delivered and keeps waiting for more while the server reports
+// more pending, so that a batch is full while catching up, holds whatever
+// arrived while the caller was busy, and returns at once at the end of
+// the stream. When ctx ends before the first envelope, Next returns ctx's
+// error; after it, the batch so far.
 //
 // A message that does not decode is reported as a *CorruptError on its own
 // (after the envelopes before it) and skipped; the Reader stays usable.
@@ -132,9 +174,16 @@ func (r *Reader) Next(ctx context.Context, max int) ([]Envelope, error) {
 		r.next = nil
 		return nil, err
 	}
+	if r.failed != nil {
+		return nil, r.failed
+	}
 	max = clamp(max, 1, 1<<16)
-	batch := make([]Envelope, 0, min(max, int(r.pending)+1))
-	for len(batch) < max && (len(batch) == 0 || r.pending > 0) {
+	batch := make([]Envelope, 0, min(max, int(r.pending)+1+len(r.msgs)))
+	for len(batch) < max {
+		wait := len(batch) == 0 || r.pending > 0
+		if !wait && len(r.msgs) == 0 {
+			break // nothing delivered, nothing pending: the end for now
+		}
 		env, err := r.read(ctx)
 		if err != nil {
 			var cerr *CorruptError
@@ -151,14 +200,18 @@ func (r *Reader) Next(ctx context.Context, max int) ([]Envelope, error) {
 	return batch, nil
 }
 
-// read returns the next envelope.
+// read returns the next envelope, waiting for pump's next delivery.
 func (r *Reader) read(ctx context.Context) (Envelope, error) {
-	msg, err := r.it.Next(jetstream.NextContext(ctx))
+	var d delivery
+	select {
+	case d = <-r.msgs:
+	case <-ctx.Done():
+		return Envelope{}, ctx.Err()
+	}
+	msg, err := d.msg, d.err
 	if err != nil {
-		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-			return Envelope{}, err
-		}
-		return Envelope{}, unavailable("read", err)
+		r.failed = unavailable("read", err)
+		return Envelope{}, r.failed
 	}
 	meta, err := msg.Metadata()
 	if err != nil {
@@ -180,7 +233,16 @@ func (r *Reader) Stop() {
 		return
 	}
 	r.stopped = true
+	close(r.done)
 	r.it.Stop()
+	// The iterator's Next returns once its subscription is closed; do not
+	// hang on it should it not.
+	t := time.NewTimer(r.j.cfg.Timeout)
+	select {
+	case <-r.pumped:
+	case <-t.C:
+	}
+	t.Stop()
 	r.deleteConsumer()
 }
 
