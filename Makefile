@@ -54,7 +54,7 @@ demo: build
 	$(BIN) work run --server http://$(DEMO_LISTEN) --api-token dev-token $(DEMO_IMPORT) & wpid=$$!; \
 	trap 'kill $$wpid $$pid 2>/dev/null || true; wait $$wpid $$pid 2>/dev/null || true' EXIT; \
 	$(BIN) simulate --target http://$(DEMO_LISTEN) --transfers $(DEMO_TRANSFERS) --platform-listen $(DEMO_PLATFORM) \
-	  --platform-unsent-uploads 2 --platform-unsent-transfers 1 --wait-settled 60s --expect-settled \
+	  --platform-unsent-uploads 2 --platform-unsent-transfers 1 --wait-settled 90s --settle-all --expect-settled \
 	  --platform-linger 24h & spid=$$!; \
 	trap 'kill $$spid $$wpid $$pid 2>/dev/null || true; wait $$spid $$wpid $$pid 2>/dev/null || true' EXIT; \
 	wait $$spid || echo "simulate reported problems (above)" >&2; \

@@ -50,7 +50,8 @@ name it as app.apiBaseUrl, with an x-forge-oauth-system token, so that
     --settle-errored --settle-cancelled --reconcile-interval 30s
 
 settles against it (make demo does this). --wait-settled and
---expect-settled report and check who settled what;
+--expect-settled report and check who settled what (--settle-all: every
+Connect transfer, for serve --work --settle-done with importers);
 --platform-unsent-uploads and --platform-unsent-transfers keep webhooks
 back for reconciliation to find. Without the flag nothing changes.
 
@@ -101,6 +102,7 @@ func runSimulate(ctx context.Context, args []string, getenv env, _ io.Reader, st
 	fs.IntVar(&cfg.UnsentUploads, "platform-unsent-uploads", 0, "with --platform-listen, `number` of uploads the platform lists whose webhook is not sent\n(for serve's reconciliation to find)")
 	fs.IntVar(&cfg.UnsentTransfers, "platform-unsent-transfers", 0, "with --platform-listen, `number` of transfers in progress on the platform of which no\nwebhook is sent")
 	fs.DurationVar(&cfg.WaitSettled, "wait-settled", 0, "with --platform-listen, wait up to this long after sending for the app to settle the\nerrored and cancelled Connect transfers, then report who settled what")
+	fs.BoolVar(&cfg.SettleAll, "settle-all", false, "with --platform-listen, --wait-settled and --expect-settled count every Connect transfer\nwith uploads that the platform does not settle itself, not only the errored and cancelled\nones (for serve --work --settle-done with importers: those settle once their uploads are imported)")
 	fs.BoolVar(&cfg.ExpectSettled, "expect-settled", false, "with --platform-listen, fail when an errored or cancelled Connect transfer stays unsettled\n(for serve --drive --settle-errored --settle-cancelled)")
 	fs.DurationVar(&linger, "platform-linger", 0, "with --platform-listen, keep serving the platform this long after the summary (or until\ninterrupted), so that serve's driver and reconciliation can still call it")
 	fs.BoolVar(&asJSON, "json", false, "print the summary as JSON")

@@ -178,6 +178,13 @@ type Config struct {
 	// ExpectSettled makes Result.Err fail when some of them stay
 	// unsettled.
 	ExpectSettled bool
+	// SettleAll makes every Connect transfer with uploads that the
+	// platform does not settle itself owed a settle by the app, not only
+	// the errored and cancelled ones: what serve --work --settle-done does
+	// once importers have done the uploads (with any status: SUCCESS, or
+	// INCOMPLETE naming failed uploads). A transfer without uploads is
+	// not over as far as the app knows, so it is not counted.
+	SettleAll bool
 
 	// RequestTimeout bounds one HTTP request; default
 	// DefaultRequestTimeout.
@@ -300,7 +307,7 @@ func (c Config) validate() error {
 			return bad("%s share %v is not between 0 and 1", s.name, s.v)
 		}
 	}
-	if c.Platform == nil && c.PlatformListen == "" && (c.UnsentUploads > 0 || c.UnsentTransfers > 0 || c.WaitSettled > 0 || c.ExpectSettled) {
+	if c.Platform == nil && c.PlatformListen == "" && (c.UnsentUploads > 0 || c.UnsentTransfers > 0 || c.WaitSettled > 0 || c.ExpectSettled || c.SettleAll) {
 		return bad("unsent webhooks and waiting for settles need the simulator's platform (--platform-listen)")
 	}
 	if c.UnsentUploads < 0 || c.UnsentTransfers < 0 {

@@ -37,7 +37,8 @@ type PlatformResult struct {
 	UnsentTransfers []string       `json:"unsentTransfers,omitempty"`
 	// Owed is the number of errored or cancelled Connect transfers the
 	// platform does not settle itself: the app must (serve --drive
-	// --settle-errored --settle-cancelled).
+	// --settle-errored --settle-cancelled). With Config.SettleAll, every
+	// Connect transfer sent that the platform does not settle.
 	Owed int `json:"owed"`
 	// SettledByApp counts the transfers the app settled, by status;
 	// SettledByPlatform those the platform settled (the transfer-settled
@@ -56,8 +57,9 @@ type PlatformResult struct {
 	// (Config.ExpectSettled).
 	Expect bool `json:"expectSettled,omitempty"`
 
-	// Owing lists the owed transfers and why (errored, cancelled).
+	// Owing lists the owed transfers and why (errored, cancelled, done).
 	Owing []OwedSettle `json:"-"`
+	all   bool         // Config.SettleAll: Owing has every Connect transfer
 }
 
 // UnsentUpload is an upload whose webhook the simulator kept back.
@@ -67,8 +69,9 @@ type UnsentUpload struct {
 }
 
 // OwedSettle is a transfer the app must settle, and why: "errored"
-// (listener-errored; serve's --errored-status) or "cancelled" (its
-// cancellation requested; --cancelled-status).
+// (listener-errored; serve's --errored-status), "cancelled" (its
+// cancellation requested; --cancelled-status) or, with Config.SettleAll,
+// "done" (its uploads imported; --settle-done).
 type OwedSettle struct {
 	TransferID, Reason string
 }
@@ -117,7 +120,7 @@ func startPlatform(cfg Config, tenants []*tenant) (p *platformtest.Server, stop 
 // the same with or without a platform.
 func platformWorkload(cfg Config, seed int64, p *platformtest.Server, w *workload) *PlatformResult {
 	r := rand.New(rand.NewPCG(uint64(seed), 0x706c6174666f726d)) // "platform"
-	out := &PlatformResult{URL: p.URL, SettledByApp: map[string]int{}, Expect: cfg.ExpectSettled}
+	out := &PlatformResult{URL: p.URL, SettledByApp: map[string]int{}, Expect: cfg.ExpectSettled, all: cfg.SettleAll}
 
 	// Uploads kept back: one each of transfers that stay in progress
 	// (never errored, cancelled or settled), so that reconciliation can
@@ -176,6 +179,10 @@ func platformWorkload(cfg Config, seed int64, p *platformtest.Server, w *workloa
 			p.SettleByPlatform(t.id, settled)
 		case reason != "" && t.tenant.source == engine.SourceConnect:
 			out.Owing = append(out.Owing, OwedSettle{TransferID: t.id, Reason: reason})
+		case cfg.SettleAll && t.tenant.source == engine.SourceConnect && len(pt.Data) > 0:
+			// Past its uploads once they are imported; a transfer with
+			// none is still being exported, as far as the app knows.
+			out.Owing = append(out.Owing, OwedSettle{TransferID: t.id, Reason: "done"})
 		}
 	}
 	out.Owed = len(out.Owing)
@@ -242,7 +249,7 @@ func (r *PlatformResult) Settlement(p *platformtest.Server) {
 // waitSettled waits up to d until every owed transfer is settled.
 func (r *PlatformResult) waitSettled(ctx context.Context, p *platformtest.Server, d time.Duration, progress func(string, ...any)) {
 	deadline := time.Now().Add(d)
-	progress("simulate: waiting up to %s for the app to settle %d errored or cancelled Connect transfers\n", d, r.Owed)
+	progress("simulate: waiting up to %s for the app to settle %d %s\n", d, r.Owed, r.owedWhat())
 	for {
 		r.Settlement(p)
 		if len(r.Unsettled) == 0 || time.Now().After(deadline) || !sleep(ctx, 200*time.Millisecond) {
@@ -258,7 +265,7 @@ func (r *PlatformResult) problems() []string {
 		out = append(out, fmt.Sprintf("%d transfers were settled twice by the app", r.SettledTwice))
 	}
 	if r.Expect && len(r.Unsettled) > 0 {
-		out = append(out, fmt.Sprintf("%d of %d errored or cancelled Connect transfers were not settled by the app", len(r.Unsettled), r.Owed))
+		out = append(out, fmt.Sprintf("%d of %d %s were not settled by the app", len(r.Unsettled), r.Owed, r.owedWhat()))
 	}
 	return out
 }
@@ -277,6 +284,14 @@ func (r *PlatformResult) writeText(b *strings.Builder) {
 	}
 	fmt.Fprintf(b, "platform:     %s, %d transfers; %d settled by the app (%s), %d by the platform, %d settled twice\n",
 		r.URL, r.Transfers, app, strings.Join(by, " "), r.SettledByPlatform, r.SettledTwice)
-	fmt.Fprintf(b, "              %d errored or cancelled Connect transfers owed a settle, %d still unsettled; webhooks not sent: %d uploads, %d transfers\n",
-		r.Owed, len(r.Unsettled), len(r.UnsentUploads), len(r.UnsentTransfers))
+	fmt.Fprintf(b, "              %d %s owed a settle, %d still unsettled; webhooks not sent: %d uploads, %d transfers\n",
+		r.Owed, r.owedWhat(), len(r.Unsettled), len(r.UnsentUploads), len(r.UnsentTransfers))
+}
+
+// owedWhat names the transfers Owed counts.
+func (r *PlatformResult) owedWhat() string {
+	if r.all {
+		return "Connect transfers"
+	}
+	return "errored or cancelled Connect transfers"
 }

@@ -104,3 +104,44 @@ func TestRunWithPlatform(t *testing.T) {
 		t.Error("a platform changed the workload's transfers")
 	}
 }
+
+// TestRunSettleAll: with SettleAll every Connect transfer the platform does
+// not settle itself is owed a settle (those of a --settle-done serve), the
+// errored and cancelled ones among them with their reasons.
+func TestRunSettleAll(t *testing.T) {
+	run := func(all bool) *simulator.PlatformResult {
+		p := platformtest.New(platformtest.Options{AppKey: simulator.AppKey})
+		t.Cleanup(p.Close)
+		cfg := startServer(t).config(60)
+		cfg.Platform, cfg.SettleAll = p, all
+		res, err := simulator.Run(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := res.Err(); err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range res.Platform.Owing {
+			if tr, ok := p.Get(o.TransferID); !ok || tr.Status != platform.InProgress {
+				t.Errorf("owed %s (%s): on the platform %+v", o.TransferID, o.Reason, tr)
+			}
+		}
+		return res.Platform
+	}
+	some, all := run(false), run(true)
+	owed := map[string]string{}
+	for _, o := range all.Owing {
+		owed[o.TransferID] = o.Reason
+	}
+	for _, o := range some.Owing {
+		if owed[o.TransferID] != o.Reason {
+			t.Errorf("%s owed for %s without SettleAll, %q with it", o.TransferID, o.Reason, owed[o.TransferID])
+		}
+	}
+	if all.Owed != len(all.Owing) || all.Owed <= some.Owed || some.Owed == 0 {
+		t.Errorf("owed %d with SettleAll, %d without", all.Owed, some.Owed)
+	}
+	if !slices.ContainsFunc(all.Owing, func(o simulator.OwedSettle) bool { return o.Reason == "done" }) {
+		t.Errorf("no transfer owed as done: %v", all.Owing)
+	}
+}
