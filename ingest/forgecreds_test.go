@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -247,7 +246,7 @@ func TestForgeCredentialSealed(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var logged lockedLog
+	var logged syncBuffer
 	b := newForgeInstance(t, p, j, keys, nil, slog.New(slog.NewTextHandler(&logged, nil)))
 	if _, err := b.h.LoadForgeCredential(ctx, other); !errors.Is(err, ingest.ErrSecretKey) || !strings.Contains(err.Error(), other) {
 		t.Errorf("another installation's sealed value: %v, want ErrSecretKey naming %s", err, other)
@@ -284,7 +283,7 @@ func TestForgeCredentialWithoutKeys(t *testing.T) {
 	j := journaltest.Open(t)
 	p := newPlatform(t, j, ingest.Config{})
 	const inst = "installation-nokeys"
-	var logged lockedLog
+	var logged syncBuffer
 	a := newForgeInstance(t, p, j, nil, nil, slog.New(slog.NewTextHandler(&logged, nil)))
 	if !strings.Contains(logged.String(), "memory only") {
 		t.Errorf("no note that credentials stay in memory: %s", logged.String())
@@ -297,22 +296,4 @@ func TestForgeCredentialWithoutKeys(t *testing.T) {
 	if _, err := j.ForgeCredentials().Get(context.Background(), inst); !errors.Is(err, journal.ErrNotFound) {
 		t.Errorf("stored without keys: %v", err)
 	}
-}
-
-// lockedLog is a log destination safe for the writer goroutine.
-type lockedLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
