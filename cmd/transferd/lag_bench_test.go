@@ -37,13 +37,7 @@ import (
 // (b.N is the number of events.) A rate the server cannot keep up with
 // shows as lag growing with the backlog: compare events/s with the rate.
 func BenchmarkLag(b *testing.B) {
-	rate := 5000
-	if s := os.Getenv("BENCH_LAG_RATE"); s != "" {
-		var err error
-		if rate, err = strconv.Atoi(s); err != nil || rate <= 0 {
-			b.Fatalf("BENCH_LAG_RATE=%q: want a positive number of events/s", s)
-		}
-	}
+	rate := benchEnvInt(b, "BENCH_LAG_RATE", 5000)
 	dir := b.TempDir()
 	const tenants = 20
 	secrets := make([][]byte, tenants)
@@ -172,6 +166,20 @@ func BenchmarkLag(b *testing.B) {
 		slices.Sort(reqLats)
 		b.ReportMetric(ms(reqLats[len(reqLats)*99/100]), "request-p99-ms")
 	}
+}
+
+// benchEnvInt is the positive number in the environment variable name, or
+// def when it is unset.
+func benchEnvInt(b *testing.B, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		b.Fatalf("%s=%q: want a positive number", name, v)
+	}
+	return n
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -26,19 +26,14 @@ import (
 // the others': the embedded NATS, the journal, the bbolt projection and the
 // projector wired as transferd serve wires them, with --sync interval.
 // Events go through the journal (AppendOwned on a transfer's first event,
-// Append for the rest, from 64 goroutines) rather than over HTTP, so that 1M events take
-// a minute; the memory measured is that of the whole process. It reports
+// Append for the rest, from 64 goroutines) rather than over HTTP, so that
+// 1M events take a minute; the memory measured is that of the whole
+// process. It reports
 // the peak RSS (VmHWM), the Go heap in use after a GC, and the counts.
 //
 //	BENCH_MEM_EVENTS=1000000 go test -run '^$' -bench ServeMemory -benchtime 1x ./cmd/transferd/
 func BenchmarkServeMemory(b *testing.B) {
-	n := 200000
-	if v := os.Getenv("BENCH_MEM_EVENTS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n <= 0 {
-			b.Fatalf("BENCH_MEM_EVENTS=%q: want a positive number", v)
-		}
-	}
+	n := benchEnvInt(b, "BENCH_MEM_EVENTS", 200000)
 	for b.Loop() {
 		benchServeMemory(b, n)
 	}
