@@ -71,14 +71,21 @@ test:
 ## the webhook-200-to-GET lag of a whole serve at BENCH_LAG_RATE events/s
 ## (default 5000) over $(BENCH_LAG_EVENTS) events. BENCH_REBUILD_EVENTS is
 ## the stream the projection catch-up and rebuild benchmarks fold (default
-## the 174,783 events of issue 11's figure)
+## the 174,783 events of issue 11's figure). At the end, a summary of
+## issue 11's figures (cmd/benchsummary) from the whole output, kept in BENCH_OUT
 BENCH_EVENTS ?= 100000
 BENCH_LAG_EVENTS ?= 50000
 BENCH_REBUILD_EVENTS ?= 175000
+BENCH_OUT ?= bin/bench.txt
+bench: SHELL := /bin/bash
+bench: .SHELLFLAGS := -o pipefail -ec
 bench:
-	PROJECTIONS_BENCH_EVENTS=$(BENCH_REBUILD_EVENTS) $(GO) test -run '^$$' -bench . -skip '^Benchmark(Durability|Lag)$$' -benchmem -count 1 ./...
-	$(GO) test -run '^$$' -bench '^BenchmarkDurability$$' -benchtime $(BENCH_EVENTS)x -count 1 ./ingest/
-	$(GO) test -run '^$$' -bench '^BenchmarkLag$$' -benchtime $(BENCH_LAG_EVENTS)x -count 1 ./cmd/transferd/
+	@mkdir -p $(dir $(BENCH_OUT)); : > $(BENCH_OUT)
+	PROJECTIONS_BENCH_EVENTS=$(BENCH_REBUILD_EVENTS) $(GO) test -run '^$$' -bench . -skip '^Benchmark(Durability|Lag)$$' -benchmem -count 1 ./... | tee -a $(BENCH_OUT)
+	$(GO) test -run '^$$' -bench '^BenchmarkDurability$$' -benchtime $(BENCH_EVENTS)x -count 1 ./ingest/ | tee -a $(BENCH_OUT)
+	$(GO) test -run '^$$' -bench '^BenchmarkLag$$' -benchtime $(BENCH_LAG_EVENTS)x -count 1 ./cmd/transferd/ | tee -a $(BENCH_OUT)
+	@echo; echo "issue 11's figures, this run (all of it in $(BENCH_OUT)):"
+	@$(GO) run ./cmd/benchsummary < $(BENCH_OUT)
 
 ## fuzz: each fuzz target for $(FUZZTIME)
 fuzz:
