@@ -1,6 +1,8 @@
 package projections
 
 import (
+	"context"
+
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/transferd/transferd/engine"
@@ -10,6 +12,13 @@ import (
 // for injecting faults.
 func WithBeforeApply(opts ProjectorOptions, fn func(*engine.Event)) ProjectorOptions {
 	opts.beforeApply = fn
+	return opts
+}
+
+// WithFeedSync returns opts whose feed calls fn instead of syncing the
+// states it published; fn may call sync, the real one.
+func WithFeedSync(opts ProjectorOptions, fn func(ctx context.Context, sync func(context.Context) error) error) ProjectorOptions {
+	opts.feedSync = fn
 	return opts
 }
 

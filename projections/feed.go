@@ -53,6 +53,7 @@ type feed struct {
 	s           *Store
 	log         *slog.Logger
 	concurrency int
+	syncStates  func(context.Context) error // puts published states on disk: Journal.SyncTransfers
 
 	wake  chan struct{} // kick → run
 	acked chan struct{} // run → projector: entries to remove
@@ -70,7 +71,7 @@ type feed struct {
 
 func newFeed(j *journal.Journal, s *Store, concurrency int, log *slog.Logger) *feed {
 	return &feed{
-		j: j, s: s, log: log, concurrency: concurrency,
+		j: j, s: s, log: log, concurrency: concurrency, syncStates: j.SyncTransfers,
 		wake: make(chan struct{}, 1), acked: make(chan struct{}, 1),
 		published: make(map[uint64]uint64), idle: make(chan struct{}),
 		fresh: make(map[uint64]*engine.Transfer),
@@ -241,6 +242,30 @@ func (f *feed) round(ctx context.Context) (int, error) {
 		})
 	}
 	wg.Wait()
+	// The states were published without waiting for a sync each: one sync
+	// puts them all on disk before the outbox may forget them, so a power
+	// cut loses none (the outbox publishes again what it still holds).
+	if err := f.syncStates(ctx); err != nil {
+		return 0, err
+	}
+	var done []outboxEntry
+	for i, it := range items {
+		if errs[i] == nil {
+			done = append(done, it.outboxEntry)
+		}
+	}
+	f.mu.Lock()
+	for _, e := range done {
+		f.published[e.row] = e.version
+	}
+	f.pending = append(f.pending, done...)
+	f.mu.Unlock()
+	if len(done) > 0 {
+		select {
+		case f.acked <- struct{}{}:
+		default:
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return 0, err
 	}
@@ -290,19 +315,13 @@ func (f *feed) publish(ctx context.Context, it feedItem) error {
 	if data == nil {
 		// Never for a stored transfer; retrying could not help.
 		f.log.Error("projections: a transfer state does not encode; not publishing it", "transferId", t.TransferID, "version", t.Version)
-	} else if _, err := f.j.Publish(ctx, subject, msgID, data); err != nil {
+	} else if _, err := f.j.PublishTransfer(ctx, subject, msgID, data); err != nil {
 		return err
 	}
 	f.mu.Lock()
 	if ft := f.fresh[it.row]; ft != nil && uint64(ft.Version) <= it.version {
 		delete(f.fresh, it.row)
 	}
-	f.published[it.row] = it.version
-	f.pending = append(f.pending, it.outboxEntry)
 	f.mu.Unlock()
-	select {
-	case f.acked <- struct{}{}:
-	default:
-	}
 	return nil
 }

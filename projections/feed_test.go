@@ -1,11 +1,14 @@
 package projections_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -194,4 +197,109 @@ func TestFeedFailureDoesNotStopTheProjection(t *testing.T) {
 			t.Errorf("subject %s", m.Subject)
 		}
 	}
+}
+
+// TestFeedSyncsBeforeRemoval: the feed publishes a round of states without
+// a sync each and syncs once; until that sync has returned, nothing it
+// published leaves the outbox, so a power cut cannot lose a state change.
+func TestFeedSyncsBeforeRemoval(t *testing.T) {
+	j := journaltest.OpenConfig(t, journal.Config{SyncAlways: true})
+	appendFast(t, j, generate(12, 600))
+	s := newStore(t)
+	all := folded(t, j)
+
+	var syncs atomic.Int32
+	entered, release := make(chan struct{}), make(chan struct{})
+	opts := projections.WithFeedSync(projections.ProjectorOptions{}, func(ctx context.Context, sync func(context.Context) error) error {
+		if syncs.Add(1) == 1 {
+			close(entered)
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return sync(ctx)
+	})
+	p, err := projections.Start(testContext(t), j, s, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-entered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the feed never synced")
+	}
+	// The first round's states are on TRANSFERS, not yet synced: however
+	// long the projector goes on committing, the outbox keeps them all.
+	published := feedCount(t, j)
+	if published == 0 {
+		t.Fatal("the feed synced before publishing anything")
+	}
+	// More events make the projector commit, and each commit removes the
+	// entries the feed has handed over.
+	appendFast(t, j, generate(14, 300))
+	all = folded(t, j)
+	deadline := time.Now().Add(20 * time.Second)
+	for s.Checkpoint() < lastSeq(t, j) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(600 * time.Millisecond) // well past the projector's delay before removing acknowledged entries
+	if n := len(projections.Outbox(s)); n != len(all) {
+		t.Fatalf("outbox holds %d of %d transfers while the feed's first sync has not returned", n, len(all))
+	}
+	close(release)
+	p.Drain()
+	<-p.Closed()
+	if n := len(projections.Outbox(s)); n != 0 {
+		t.Errorf("outbox holds %d entries after the sync and a drain", n)
+	}
+	if n := feedCount(t, j); n != uint64(len(all)) {
+		t.Errorf("feed has %d states, want one per transfer (%d)", n, len(all))
+	}
+	// One sync per round, not one per state.
+	if n := int(syncs.Load()); n >= len(all)/4 {
+		t.Errorf("%d syncs for %d states", n, len(all))
+	}
+}
+
+// TestFeedSyncFailure: when the sync after a round fails, the round's
+// states stay in the outbox and are published again (JetStream drops the
+// copies by their Nats-Msg-Id) and synced by a later round.
+func TestFeedSyncFailure(t *testing.T) {
+	j := journaltest.OpenConfig(t, journal.Config{SyncAlways: true})
+	appendFast(t, j, generate(13, 400))
+	s := newStore(t)
+	all := folded(t, j)
+
+	var syncs, failed atomic.Int32
+	opts := projections.WithFeedSync(projections.ProjectorOptions{}, func(ctx context.Context, sync func(context.Context) error) error {
+		if syncs.Add(1) <= 2 {
+			if n := len(projections.Outbox(s)); n != len(all) {
+				t.Errorf("outbox holds %d of %d transfers before any sync succeeded", n, len(all))
+			}
+			failed.Add(1)
+			return errors.New("injected sync failure")
+		}
+		return sync(ctx)
+	})
+	mustCatchUp(t, j, s, opts)
+	if failed.Load() != 2 {
+		t.Fatalf("%d syncs failed, want 2", failed.Load())
+	}
+	if n := len(projections.Outbox(s)); n != 0 {
+		t.Errorf("outbox holds %d entries after a drained catch-up", n)
+	}
+	if n := feedCount(t, j); n != uint64(len(all)) {
+		t.Errorf("feed has %d states, want one per transfer (%d)", n, len(all))
+	}
+}
+
+func lastSeq(tb testing.TB, j *journal.Journal) uint64 {
+	tb.Helper()
+	seq, err := j.LastSeq(testContext(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return seq
 }

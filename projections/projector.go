@@ -42,11 +42,12 @@ type ProjectorOptions struct {
 	// journal, failed publishes); nil means slog.Default().
 	Logger *slog.Logger
 
-	until       uint64               // stop once the checkpoint reaches it; 0: never
-	outboxAfter uint64               // only events after it put transfers in the outbox
-	progress    func(cp uint64)      // called after each commit
-	onCommit    func(*bolt.Tx) error // extra writes in each batch's transaction
-	beforeApply func(*engine.Event)  // tests: called before each event is applied
+	until       uint64                                                            // stop once the checkpoint reaches it; 0: never
+	outboxAfter uint64                                                            // only events after it put transfers in the outbox
+	progress    func(cp uint64)                                                   // called after each commit
+	onCommit    func(*bolt.Tx) error                                              // extra writes in each batch's transaction
+	beforeApply func(*engine.Event)                                               // tests: called before each event is applied
+	feedSync    func(ctx context.Context, sync func(context.Context) error) error // tests: wraps the feed's sync
 }
 
 // DefaultMaxBatch is ProjectorOptions.MaxBatch's default.
@@ -148,6 +149,9 @@ func Start(ctx context.Context, j *journal.Journal, s *Store, opts ProjectorOpti
 	}
 	if !opts.NoPublish {
 		p.feed = newFeed(j, s, opts.PublishConcurrency, p.log)
+		if hook, sync := opts.feedSync, p.feed.syncStates; hook != nil {
+			p.feed.syncStates = func(ctx context.Context) error { return hook(ctx, sync) }
+		}
 	}
 	go p.run(ctx)
 	return p, nil

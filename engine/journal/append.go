@@ -138,6 +138,41 @@ func (j *Journal) Publish(ctx context.Context, subject, msgID string, data []byt
 	return j.publish(ctx, m)
 }
 
+// PublishTransfer stores a TRANSFERS state like Publish, but with
+// GroupCommitSync it does not wait for the state to be on disk: the feed
+// publishes a round of states this way and then calls SyncTransfers once,
+// before it forgets them, instead of waiting for a sync round per state
+// (rounds the webhooks' acknowledgements wait for too). With atomic
+// batches, or without a syncer of our own, it is Publish.
+func (j *Journal) PublishTransfer(ctx context.Context, subject, msgID string, data []byte) (Ack, error) {
+	if j.feed != nil || j.syncer == nil || !strings.HasPrefix(subject, transfersPrefix) {
+		return j.Publish(ctx, subject, msgID, data)
+	}
+	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	if msgID != "" {
+		m.Header[jetstream.MsgIDHeader] = []string{msgID}
+	}
+	ctx, cancel := j.bound(ctx)
+	defer cancel()
+	return j.publish(ctx, m)
+}
+
+// SyncTransfers waits until every TRANSFERS state acknowledged before the
+// call is on disk (see PublishTransfer); it returns at once when the
+// journal has no syncer of its own (the server syncs, or atomic batches
+// did).
+func (j *Journal) SyncTransfers(ctx context.Context) error {
+	if j.syncer == nil {
+		return nil
+	}
+	ctx, cancel := j.bound(ctx)
+	defer cancel()
+	if err := j.syncer.sync(ctx, StreamTransfers, nil); err != nil {
+		return unavailable("sync "+StreamTransfers, err)
+	}
+	return nil
+}
+
 // durable publishes m to stream and, with GroupCommitSync, waits until it
 // is on disk, sharing the sync with the publishes waiting at the same
 // time. A duplicate waits too: the message stored first may have been

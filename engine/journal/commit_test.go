@@ -484,3 +484,37 @@ func assertStored(t *testing.T, j *journal.Journal, want map[string]uint64) {
 		}
 	}
 }
+
+// TestPublishTransferSyncsOnRequest: with group sync, PublishTransfer
+// stores a state without a sync round of its own and SyncTransfers puts
+// every state stored before it on disk in one; Publish syncs each.
+func TestPublishTransferSyncsOnRequest(t *testing.T) {
+	j := journaltest.OpenConfig(t, journal.Config{SyncAlways: true})
+	ctx := testContext(t)
+	before := j.CommitStats().Syncs
+	for i := range 10 {
+		id := fmt.Sprintf("t-%d", i)
+		ack, err := j.PublishTransfer(ctx, journal.TransferSubject(id, engine.PhaseListenerTriggered), id+":1", []byte(`{}`))
+		if err != nil || ack.Seq == 0 || ack.Duplicate {
+			t.Fatalf("PublishTransfer %s = %+v, %v", id, ack, err)
+		}
+	}
+	if ack, err := j.PublishTransfer(ctx, journal.TransferSubject("t-0", engine.PhaseListenerTriggered), "t-0:1", []byte(`{}`)); err != nil || !ack.Duplicate {
+		t.Fatalf("PublishTransfer of a stored state = %+v, %v; want a duplicate", ack, err)
+	}
+	if n := j.CommitStats().Syncs - before; n != 0 {
+		t.Errorf("%d sync rounds for unsynced publishes", n)
+	}
+	if err := j.SyncTransfers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := j.CommitStats().Syncs - before; n != 1 {
+		t.Errorf("SyncTransfers: %d sync rounds, want 1", n)
+	}
+	if _, err := j.Publish(ctx, journal.TransferSubject("t-x", engine.PhaseListenerTriggered), "t-x:1", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if n := j.CommitStats().Syncs - before; n != 2 {
+		t.Errorf("Publish: %d sync rounds in all, want 2", n)
+	}
+}
