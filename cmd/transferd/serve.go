@@ -270,14 +270,38 @@ func loadTokens(flagTokens []string, file string) ([]string, []api.ScopedToken, 
 }
 
 // openStore opens the projection at path, first rebuilding it from the
-// journal when an older version wrote it (a projection is derived from the
-// journal, so nothing is lost; progress goes to the log).
+// journal when an older version wrote it, or when it is ahead of the
+// journal (a projection is derived from the journal, so nothing is lost;
+// progress goes to the log).
+//
+// A store is ahead after a power cut with --sync always when the projector
+// had folded events that were stored but not yet synced: they were never
+// acknowledged (no 200 before the sync), so the platform sends them again,
+// but the store's checkpoint is past the end of the recovered stream.
 func openStore(ctx context.Context, log *slog.Logger, j *journal.Journal, path string) (*projections.Store, error) {
 	store, err := projections.Open(path, projections.Options{})
-	if !errors.Is(err, projections.ErrOldSchema) {
-		return store, err
+	why := "an older version wrote it"
+	switch {
+	case errors.Is(err, projections.ErrOldSchema):
+		log.Info("rebuilding the projection from the journal: an older version wrote it", "path", path, "reason", err.Error())
+	case err != nil:
+		return nil, err
+	default:
+		last, err := j.LastSeq(ctx)
+		if err != nil {
+			store.Close()
+			return nil, err
+		}
+		if store.Checkpoint() <= last {
+			return store, nil
+		}
+		why = "it was ahead of the journal"
+		log.Warn("rebuilding the projection from the journal: it is ahead of the journal, which lost unacknowledged events in a crash",
+			"path", path, "checkpoint", store.Checkpoint(), "journal_last_seq", last)
+		if err := store.Close(); err != nil {
+			return nil, err
+		}
 	}
-	log.Info("rebuilding the projection from the journal: an older version wrote it", "path", path, "reason", err.Error())
 	start, last := time.Now(), time.Now()
 	progress := func(done, total uint64) {
 		if now := time.Now(); now.Sub(last) >= 5*time.Second {
@@ -291,7 +315,7 @@ func openStore(ctx context.Context, log *slog.Logger, j *journal.Journal, path s
 		}
 	}
 	if err := projections.Rebuild(ctx, j, path, progress); err != nil {
-		return nil, fmt.Errorf("rebuild %s from the journal (an older version wrote it): %w", path, err)
+		return nil, fmt.Errorf("rebuild %s from the journal (%s): %w", path, why, err)
 	}
 	log.Info("rebuilt the projection", "path", path, "took", time.Since(start).Round(time.Millisecond))
 	return projections.Open(path, projections.Options{})
