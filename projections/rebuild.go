@@ -31,8 +31,8 @@ import (
 // The feed is not published by Rebuild. Transfers changed by events after
 // the old store's checkpoint, and those the old store had not yet
 // published, are left in the new store's outbox, so that the next
-// projector publishes them; when the old store is missing or unreadable,
-// every transfer is (JetStream's duplicate window and the consumers'
+// projector publishes them; when the old store is missing, unreadable or
+// ahead of the stream, every transfer is (JetStream's duplicate window and the consumers'
 // idempotence on transferId:version absorb the repetition).
 func Rebuild(ctx context.Context, j *journal.Journal, path string, progress func(done, total uint64)) error {
 	old, err := openOld(path)
@@ -123,6 +123,13 @@ func build(ctx context.Context, j *journal.Journal, path string, until, outboxAf
 		if until, err = j.LastSeq(ctx); err != nil {
 			return fmt.Errorf("projections: rebuild: %w", err)
 		}
+	}
+	if outboxAfter > until {
+		// The old store is ahead of the stream (a power cut lost events it
+		// had folded): the transfers those events changed, and whose
+		// states the feed may have published, are not known, so all go
+		// to the outbox.
+		outboxAfter = 0
 	}
 	opts := ProjectorOptions{NoPublish: true, outboxAfter: outboxAfter}
 	if progress != nil {

@@ -92,6 +92,39 @@ func TestRebuildWithoutAStore(t *testing.T) {
 	}
 }
 
+// TestRebuildAStoreAheadOfTheStream: a store past the end of its stream
+// (after a power cut, it folded events the stream lost before syncing
+// them) is rebuilt from what the stream holds, and every transfer goes to
+// the outbox: which of them the lost events had changed, and published, is
+// no longer known.
+func TestRebuildAStoreAheadOfTheStream(t *testing.T) {
+	long, short := journaltest.Open(t), journaltest.Open(t)
+	events := generate(15, 400)
+	appendFast(t, long, events)
+	appendFast(t, short, events[:150])
+	path := filepath.Join(t.TempDir(), "p.db")
+	s, err := projections.Open(path, projections.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCatchUp(t, long, s, projections.ProjectorOptions{})
+	if st, _ := s.Stats(); st.FeedPending != 0 {
+		t.Fatalf("outbox %d after a drained catch-up", st.FeedPending)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := projections.Rebuild(testContext(t), short, path, nil); err != nil {
+		t.Fatal(err)
+	}
+	s = mustOpen(t, path)
+	assertMatchesFold(t, short, s)
+	if st, _ := s.Stats(); st.FeedPending != int(st.Transfers) || st.Transfers == 0 {
+		t.Errorf("outbox %d, want every transfer (%d)", st.FeedPending, st.Transfers)
+	}
+}
+
 func TestRebuildRefusesAStoreInUse(t *testing.T) {
 	j := journaltest.Open(t)
 	path := filepath.Join(t.TempDir(), "p.db")
