@@ -16,9 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/transferd/transferd/engine"
 	"github.com/transferd/transferd/engine/journal"
 	"github.com/transferd/transferd/engine/journal/internal/faultfs"
+	"github.com/transferd/transferd/engine/journal/journaltest"
 	"github.com/transferd/transferd/projections"
 )
 
@@ -268,6 +271,10 @@ func (r *run) check(t *testing.T, round int) (lost int) {
 		perTransfer[probe.TransferID]++
 	}
 
+	if cfg.SyncAlways {
+		checkFeed(t, ctx, round, j, filepath.Join(r.backing, projectionDB), perTransfer)
+	}
+
 	path := filepath.Join(t.TempDir(), "projection.db")
 	if err := projections.Rebuild(ctx, j, path, nil); err != nil {
 		t.Fatalf("round %d: the projection does not rebuild: %v", round, err)
@@ -287,6 +294,67 @@ func (r *run) check(t *testing.T, round int) (lost int) {
 		}
 	}
 	return lost
+}
+
+// projectionDB is the child's projection, beside its journal.
+const projectionDB = "projection.db"
+
+// checkFeed recovers the child's projection at path as serve would
+// (rebuilding it if the cut left it ahead of the stream), lets a projector
+// publish what its outbox holds, and checks that TRANSFERS then holds the
+// current state of every transfer: a state change the projector committed
+// may still wait in the outbox, but none may be gone from both the outbox
+// and the feed.
+func checkFeed(t *testing.T, ctx context.Context, round int, j *journal.Journal, path string, transfers map[string]int) {
+	t.Helper()
+	s, err := projections.Open(path, projections.Options{})
+	if err != nil {
+		t.Fatalf("round %d: the child's projection does not open: %v", round, err)
+	}
+	last, err := j.LastSeq(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ahead := s.Checkpoint() > last
+	if ahead {
+		s.Close()
+		if err := projections.Rebuild(ctx, j, path, nil); err != nil {
+			t.Fatalf("round %d: rebuilding the child's projection: %v", round, err)
+		}
+		if s, err = projections.Open(path, projections.Options{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer s.Close()
+	pending := 0
+	if st, err := s.Stats(); err == nil {
+		pending = st.FeedPending
+	}
+	if err := projections.CatchUp(ctx, j, s, projections.ProjectorOptions{}); err != nil {
+		t.Fatalf("round %d: the child's projection does not catch up: %v", round, err)
+	}
+	st, err := journaltest.JetStream(j).Stream(ctx, journal.StreamTransfers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := range transfers {
+		tr, err := s.Transfer(id)
+		if err != nil {
+			t.Errorf("round %d: transfer %s not in the child's projection: %v", round, id, err)
+			continue
+		}
+		subject, msgID, _ := projections.FeedMessage(tr)
+		m, err := st.GetLastMsgForSubject(ctx, subject)
+		if err != nil || m.Header.Get(jetstream.MsgIDHeader) != msgID {
+			got := ""
+			if m != nil {
+				got = m.Header.Get(jetstream.MsgIDHeader)
+			}
+			t.Errorf("round %d: transfer %s: state %s not on TRANSFERS (last there: %q, %v)", round, id, msgID, got, err)
+		}
+	}
+	t.Logf("round %d: projection checkpoint %d of %d (ahead: %v), %d states waited in the outbox, %d transfers on the feed",
+		round, s.Checkpoint(), last, ahead, pending, len(transfers))
 }
 
 // child appends until killed, printing READY once its journal is open and
@@ -312,6 +380,28 @@ func child(dir string) int {
 		fmt.Fprintf(w, format+"\n", args...)
 		w.Flush() // one line at a time: a kill loses no acknowledgement printed
 		mu.Unlock()
+	}
+	if cfg.SyncAlways {
+		// The projector and its TRANSFERS feed run too, as in serve: the
+		// parent checks that no state change they committed is lost.
+		store, err := projections.Open(filepath.Join(dir, projectionDB), projections.Options{})
+		if err == nil {
+			_, err = projections.Start(ctx, j, store, projections.ProjectorOptions{})
+		}
+		if errors.Is(err, projections.ErrAhead) {
+			// The last cut left the store past the stream: rebuild it,
+			// as serve does.
+			store.Close()
+			if err = projections.Rebuild(ctx, j, filepath.Join(dir, projectionDB), nil); err == nil {
+				if store, err = projections.Open(filepath.Join(dir, projectionDB), projections.Options{}); err == nil {
+					_, err = projections.Start(ctx, j, store, projections.ProjectorOptions{})
+				}
+			}
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 	}
 	say("READY")
 	var wg sync.WaitGroup
