@@ -35,8 +35,12 @@ import (
 //
 // (-short skips the million-event stream; PROJECTIONS_BENCH_EVENTS=N runs
 // one stream of N events instead). It reports events/s, CPU time
-// per event, and the peak live Go heap while catching up, which must not
-// grow with the stream.
+// per event, the peak live Go heap while catching up, which must not
+// grow with the stream, and this process's peak RSS (peak-RSS-MB, VmHWM
+// reset before each build; the NATS server's child process is not
+// counted) and peak anonymous RSS (peak-anon-RSS-MB, sampled: bbolt's
+// mapped file excluded). mode=rebuild also reports read-events/s, the
+// rate of reading and decoding the stream alone: the ceiling.
 func BenchmarkCatchUp(b *testing.B) {
 	sizes := []int{100_000, 1_000_000}
 	if n, err := strconv.Atoi(os.Getenv("PROJECTIONS_BENCH_EVENTS")); err == nil && n > 0 {
@@ -60,6 +64,7 @@ func BenchmarkCatchUp(b *testing.B) {
 				})
 			})
 			b.Run("mode=rebuild", func(b *testing.B) {
+				b.ReportMetric(readRate(b, j, n), "read-events/s")
 				benchmarkCatchUp(b, j, server, n, func(path string) error {
 					return projections.Rebuild(b.Context(), j, path, nil)
 				})
@@ -69,21 +74,25 @@ func BenchmarkCatchUp(b *testing.B) {
 }
 
 func benchmarkCatchUp(b *testing.B, j *journal.Journal, server *os.Process, n int, build func(path string) error) {
-	var peak atomic.Uint64
-	stop := sampleHeap(&peak)
+	var peak, peakAnon atomic.Uint64
+	stop := sampleHeap(&peak, &peakAnon)
 	defer stop()
+	var hwm uint64
 	var cpu, serverCPU time.Duration
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		path := filepath.Join(b.TempDir(), "p.db")
 		runtime.GC()
 		peak.Store(0)
+		peakAnon.Store(0)
+		resetPeakRSS()
 		cpu0, scpu0 := cpuTime(b), processCPU(b, server)
 		b.StartTimer()
 		if err := build(path); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
+		hwm = max(hwm, procStatus("VmHWM"))
 		cpu += cpuTime(b) - cpu0
 		serverCPU += processCPU(b, server) - scpu0
 		b.StartTimer()
@@ -95,7 +104,56 @@ func benchmarkCatchUp(b *testing.B, j *journal.Journal, server *os.Process, n in
 	b.ReportMetric(float64(cpu.Microseconds())/events, "cpu-µs/event")
 	b.ReportMetric(float64(serverCPU.Microseconds())/events, "server-cpu-µs/event")
 	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-live-heap-MB")
+	b.ReportMetric(float64(hwm)/(1<<20), "peak-RSS-MB")
+	b.ReportMetric(float64(max(peakAnon.Load(), procStatus("RssAnon")))/(1<<20), "peak-anon-RSS-MB")
 }
+
+// readRate reads and decodes the stream's n events as a projector does,
+// without folding them, and returns the events per second.
+func readRate(b *testing.B, j *journal.Journal, n int) float64 {
+	b.StopTimer()
+	defer b.StartTimer()
+	defer b.ResetTimer()
+	start := time.Now()
+	r, err := j.Read(b.Context(), 0, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Stop()
+	for done := 0; done < n; {
+		envs, err := r.Next(b.Context(), projections.DefaultMaxBatch)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, e := range envs {
+			if _, err := e.Event(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		done += len(envs)
+	}
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// procStatus returns a size field of /proc/self/status in bytes (0 when
+// it cannot be read: not Linux).
+func procStatus(field string) uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// resetPeakRSS resets VmHWM to the current RSS (Linux ≥ 4.0), so that the
+// stream's generation and earlier builds do not count.
+func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
 
 // cpuTime returns the user and system CPU time this process has used.
 func cpuTime(tb testing.TB) time.Duration {
@@ -107,8 +165,8 @@ func cpuTime(tb testing.TB) time.Duration {
 }
 
 // sampleHeap records the largest live heap (as measured by the last
-// garbage collection) seen until stop is called.
-func sampleHeap(peak *atomic.Uint64) (stop func()) {
+// garbage collection) and anonymous RSS seen until stop is called.
+func sampleHeap(peak, peakAnon *atomic.Uint64) (stop func()) {
 	done := make(chan struct{})
 	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	go func() {
@@ -122,6 +180,9 @@ func sampleHeap(peak *atomic.Uint64) (stop func()) {
 				metrics.Read(s)
 				if v := s[0].Value.Uint64(); v > peak.Load() {
 					peak.Store(v)
+				}
+				if v := procStatus("RssAnon"); v > peakAnon.Load() {
+					peakAnon.Store(v)
 				}
 			}
 		}
