@@ -45,6 +45,7 @@ type serveConfig struct {
 	accessLog            bool
 	natsUsersFile        string
 	noPublish            bool
+	debugListen          string
 	drive                driveFlags
 	reconcile            reconcileFlags
 }
@@ -71,6 +72,7 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 	fs.StringVar(&c.logFormat, "log-format", "text", "log `format`: text (key=value) or json (one object a line)")
 	fs.BoolVar(&c.accessLog, "access-log", false, "log every HTTP request at info: method, path, status, bytes, duration, remote address")
 	fs.BoolVar(&c.noPublish, "no-publish", false, "do not publish transfer states on TRANSFERS (for secondary instances; one instance must publish)")
+	fs.StringVar(&c.debugListen, "debug-listen", "", "serve Go's profiling endpoints (/debug/pprof/: CPU and heap profiles, goroutine dumps)\non this loopback `host:port`, e.g. 127.0.0.1:6060; off by default")
 	c.drive.register(fs)
 	c.reconcile.register(fs)
 	if err := parse(fs, args, getenv); err != nil {
@@ -79,6 +81,13 @@ func runServe(ctx context.Context, args []string, getenv env, _ io.Reader, stdou
 	log, err := newFormatLogger(stderr, c.logLevel, c.logFormat)
 	if err != nil {
 		return err
+	}
+	if c.debugListen != "" {
+		stop, err := startDebug(c.debugListen, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 
 	ln, err := net.Listen("tcp", c.listen)
