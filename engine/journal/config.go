@@ -46,8 +46,12 @@ type Config struct {
 	// stream or bucket that exists, and creates one with a single replica:
 	// a command that only reads never scales the streams down.
 	Replicas int
-	// Duplicates is the streams' de-duplication window; default 2 minutes.
+	// Duplicates is the streams' de-duplication window; default 2 minutes
+	// (at most 30 seconds on TRANSFERS, see transfersDuplicates).
 	Duplicates time.Duration
+	// TransfersMaxAge is how long a TRANSFERS created by this journal keeps
+	// each state; default TransfersMaxAge. A stream that exists keeps its own.
+	TransfersMaxAge time.Duration
 	// Timeout bounds the wait for an append's ack (an earlier context
 	// deadline wins), requests whose context has no deadline, the embedded
 	// server's start and the connection's drain; default 5 seconds.
@@ -65,6 +69,9 @@ func (c Config) withDefaults() Config {
 	c.Replicas = max(c.Replicas, 0)
 	if c.Duplicates <= 0 {
 		c.Duplicates = 2 * time.Minute
+	}
+	if c.TransfersMaxAge <= 0 {
+		c.TransfersMaxAge = TransfersMaxAge
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = 5 * time.Second

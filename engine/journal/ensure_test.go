@@ -33,7 +33,9 @@ func TestOpenKeepsOperatorLimits(t *testing.T) {
 		c.MaxBytes, c.MaxAge, c.MaxMsgs = 1<<30, 90*24*time.Hour, 1_000_000
 		c.Duplicates = time.Minute // owned by transferd: put back
 	})
-	set(journal.StreamTransfers, func(c *jetstream.StreamConfig) { c.MaxAge = 30 * 24 * time.Hour })
+	// TRANSFERS as transferd created it before December 2026: the latest
+	// state per subject, kept for ever. A stream of then keeps it.
+	set(journal.StreamTransfers, func(c *jetstream.StreamConfig) { c.MaxAge, c.MaxMsgsPerSubject = 0, 1 })
 	set("KV_"+journal.BucketTenants, func(c *jetstream.StreamConfig) { c.MaxBytes = 64 << 20 })
 	j.Close()
 
@@ -51,8 +53,8 @@ func TestOpenKeepsOperatorLimits(t *testing.T) {
 	} else if c.Duplicates != 2*time.Minute || !c.DenyDelete || !c.DenyPurge {
 		t.Errorf("%s owned settings not restored: %+v", journal.StreamEvents, c)
 	}
-	if c := get(journal.StreamTransfers); c.MaxAge != 30*24*time.Hour {
-		t.Errorf("%s MaxAge after reopening: %v", journal.StreamTransfers, c.MaxAge)
+	if c := get(journal.StreamTransfers); c.MaxAge != 0 || c.MaxMsgsPerSubject != 1 {
+		t.Errorf("%s limits after reopening: MaxAge %v, MaxMsgsPerSubject %d; want 0 and 1", journal.StreamTransfers, c.MaxAge, c.MaxMsgsPerSubject)
 	}
 	if c := get("KV_" + journal.BucketTenants); c.MaxBytes != 64<<20 {
 		t.Errorf("tenants bucket MaxBytes after reopening: %d", c.MaxBytes)

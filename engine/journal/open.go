@@ -103,6 +103,25 @@ func Open(ctx context.Context, cfg Config) (*Journal, error) {
 	return j, nil
 }
 
+// TransfersMaxAge is how long a stream TRANSFERS that transferd creates
+// keeps each state, unless Config.TransfersMaxAge says otherwise: longer
+// than a transfer lives on the platform (14 days from its trigger), so an
+// importer that falls days behind still finds every state it missed.
+// Retention by age removes the oldest states, one block after another.
+// Keeping the latest state per subject instead (MaxMsgsPerSubject 1, until
+// December 2026) deletes a transfer's previous state wherever it lies, and
+// under a shuffled load that holds every block of the stream in
+// nats-server's memory (docs/performance.md, Memory). An existing stream
+// keeps the limits it has (see ensureStream).
+const TransfersMaxAge = 30 * 24 * time.Hour
+
+// transfersDuplicates bounds TRANSFERS's de-duplication window. The feed
+// publishes each state once and retries only a publish whose ack is lost,
+// within seconds; a state published again after a restart is a duplicate an
+// importer already tells by (transferId, version). A window as long as
+// MIGRATIONS's would only hold two more minutes of message ids in memory.
+const transfersDuplicates = 30 * time.Second
+
 // setup creates or updates the streams and buckets, and starts the group
 // committers.
 func (j *Journal) setup(ctx context.Context) error {
@@ -145,10 +164,10 @@ func (j *Journal) setup(ctx context.Context) error {
 		Description:        "transferd transfer states after each change",
 		Subjects:           []string{transfersPrefix + ">"},
 		Retention:          jetstream.LimitsPolicy,
-		MaxMsgsPerSubject:  1, // bounded: each transfer's latest state per phase (see docs/design.md §9.2)
+		MaxAge:             j.cfg.TransfersMaxAge,
 		Storage:            jetstream.FileStorage,
 		Replicas:           r,
-		Duplicates:         dup,
+		Duplicates:         min(dup, transfersDuplicates, j.cfg.TransfersMaxAge),
 		AllowDirect:        true,
 		AllowAtomicPublish: true,
 	})
