@@ -121,7 +121,7 @@ func readRate(b *testing.B, j *journal.Journal, n int) float64 {
 	}
 	defer r.Stop()
 	for done := 0; done < n; {
-		envs, err := r.Next(b.Context(), projections.DefaultMaxBatch)
+		envs, err := r.Next(b.Context(), projections.RebuildMaxBatch)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -8,6 +8,9 @@ import (
 	"github.com/transferd/transferd/engine"
 )
 
+// RebuildMaxBatch is a rebuild's batch, for the benchmark's read ceiling.
+const RebuildMaxBatch = rebuildMaxBatch
+
 // WithBeforeApply returns opts calling fn before each event is applied,
 // for injecting faults.
 func WithBeforeApply(opts ProjectorOptions, fn func(*engine.Event)) ProjectorOptions {
