@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -48,7 +47,7 @@ func BenchmarkLag(b *testing.B) {
 			b.Fatal(err)
 		}
 		var out, errOut lockedBuffer
-		argv := []string{"transferd", "tenants", "add", "--data", dir, "--client-key", lagTenant(i), "--shared-secret-file", file}
+		argv := []string{"transferd", "tenants", "add", "--data", dir, "--client-key", simulator.ShapeTenant(i), "--shared-secret-file", file}
 		if err := run(context.Background(), argv, noEnv, strings.NewReader(""), &out, &errOut); err != nil {
 			b.Fatalf("tenants add: %v\n%s", err, errOut.String())
 		}
@@ -56,7 +55,7 @@ func BenchmarkLag(b *testing.B) {
 	srv := startServe(b, "--data", dir, "--api-token", "lag-token")
 	auth := make([]string, tenants)
 	for i := range auth {
-		tok, err := atlassian.SignConnect("POST", simulator.DefaultConnectPath, "", lagTenant(i), secrets[i], 10*time.Minute, time.Now())
+		tok, err := atlassian.SignConnect("POST", simulator.DefaultConnectPath, "", simulator.ShapeTenant(i), secrets[i], 10*time.Minute, time.Now())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -184,8 +183,6 @@ func benchEnvInt(b *testing.B, name string, def int) int {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-func lagTenant(i int) string { return fmt.Sprintf("lag-tenant-%02d", i) }
-
 func lagGet(url, id string) *http.Request {
 	req, _ := http.NewRequest("GET", url+"/v1/transfers/"+id, nil)
 	req.Header.Set("Authorization", "Bearer lag-token")
@@ -203,58 +200,21 @@ type lagSample struct {
 	at time.Time
 }
 
-// lagWorkload draws at least n requests of the platform's shape from a
-// fixed seed, shuffled, and marks the first request sent of one transfer
-// in four as a sample.
+// lagWorkload draws at least n requests of the platform's shape
+// (simulator.Shape) from a fixed seed, and marks the first request sent of
+// one transfer in four as a sample.
 func lagWorkload(n, tenants int) []lagReq {
-	r := rand.New(rand.NewPCG(3, 4))
-	var reqs []lagReq
-	for t := 0; len(reqs) < n; t++ {
-		tenant := r.IntN(tenants)
-		id := fmt.Sprintf("%08x-lag-%d", r.Uint32(), t)
-		kinds := []string{"listener-triggered"}
-		for range 2 + r.IntN(3) {
-			kinds = append(kinds, "app-data-uploaded")
-		}
-		if r.IntN(5) < 2 {
-			kinds = append(kinds, "transfer-settled")
-		}
-		for k, kind := range kinds {
-			reqs = append(reqs, lagReq{tenant: tenant, body: lagEvent(lagTenant(tenant), id, kind, k)})
-		}
-	}
-	r.Shuffle(len(reqs), func(i, j int) { reqs[i], reqs[j] = reqs[j], reqs[i] })
-	seen := map[string]bool{}
-	for i := range reqs {
-		id := lagTransferID(reqs[i].body)
-		if !seen[id] {
-			seen[id] = true
-			if len(seen)%4 == 0 {
-				reqs[i].sample = id
+	shape := simulator.NewShape(3, n, tenants)
+	reqs := make([]lagReq, 0, shape.Len())
+	firsts := 0
+	for e, ok := shape.Next(); ok; e, ok = shape.Next() {
+		q := lagReq{tenant: e.Tenant, body: e.Body}
+		if e.First {
+			if firsts++; firsts%4 == 0 {
+				q.sample = e.TransferID
 			}
 		}
+		reqs = append(reqs, q)
 	}
 	return reqs
-}
-
-func lagTransferID(body []byte) string {
-	_, rest, _ := bytes.Cut(body, []byte(`"transferId":"`))
-	id, _, _ := bytes.Cut(rest, []byte(`"`))
-	return string(id)
-}
-
-// lagEvent is a ~600-byte Connect event as the platform sends them.
-func lagEvent(tenant, transferID, kind string, k int) []byte {
-	n := strconv.Itoa(k)
-	extra := ""
-	switch kind {
-	case "app-data-uploaded":
-		extra = `,"s3Key":"636abf0f-38a2-45c1-8c68-9c7edde97f3f-` + transferID + `-` + n + `","label":"some-optional-label"`
-	case "transfer-settled":
-		extra = `,"transferStatus":"SUCCESS"`
-	}
-	return []byte(`{"eventType":"` + kind + `","cloudAppKey":"my-cloud-app-key","transferId":"` + transferID +
-		`","messageId":"` + transferID + `-msg-` + n + `","serverAppVersion":"1.0","migrationDetails":{"migrationId":"8e60dc59-78d6-484f-966a-a09ff8be8ed0",` +
-		`"migrationScopeId":"442bdd69-622d-323d-889d-383b41d8e536","name":"Migration of my Confluence page","createdAt":1597211035,` +
-		`"jiraClientKey":"unknown","confluenceClientKey":"` + tenant + `","cloudUrl":"https://cloud-site-under-migration.atlassian.net"}` + extra + `}`)
 }
