@@ -15,7 +15,7 @@ func New(ctx context.Context, cfg Config, j Journal, tenants *Registry) (*Handle
 	if j == nil || tenants == nil {
 		return nil, errors.New("ingest: New needs a journal and a tenant registry")
 	}
-	h := &Handler{cfg: cfg, journal: j, tenants: tenants, owners: newOwnerCache(1 << 16), forgeCreds: newForgeCredentials(1 << 16), mux: http.NewServeMux(), refusal: newRefusalLog(cfg.Logger)}
+	h := &Handler{cfg: cfg, journal: j, tenants: tenants, owners: newOwnerCache(defaultOwnerCache), forgeCreds: newForgeCredentials(1 << 16), mux: http.NewServeMux(), refusal: newRefusalLog(cfg.Logger)}
 	var err error
 	if h.connect, err = NewConnectVerifier(tenants, ConnectConfig{BaseURL: cfg.BaseURL, Logger: cfg.Logger}); err != nil {
 		return nil, err
