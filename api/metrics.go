@@ -172,7 +172,7 @@ type projectorCollector struct {
 	s                               *Server
 	lagSeqs, lagSecs, checkpoint    *prometheus.Desc
 	lastSeq, applied, dups, journal *prometheus.Desc
-	parked                          *prometheus.Desc
+	parked, commits                 *prometheus.Desc
 }
 
 func newProjectorCollector(s *Server) *projectorCollector {
@@ -183,6 +183,7 @@ func newProjectorCollector(s *Server) *projectorCollector {
 		checkpoint: prometheus.NewDesc("transferd_projector_checkpoint", "The last MIGRATIONS sequence applied to the projection.", nil, nil),
 		lastSeq:    prometheus.NewDesc("transferd_journal_last_sequence", "The last MIGRATIONS sequence.", nil, nil),
 		applied:    prometheus.NewDesc("transferd_projector_applied_events_total", "Distinct events applied to the projection.", nil, nil),
+		commits:    prometheus.NewDesc("transferd_projector_commits_total", "Batches the projector committed since start, one bbolt transaction each; rate(transferd_projector_applied_events_total) / rate(this) is the mean batch.", nil, nil),
 		dups:       prometheus.NewDesc("transferd_projector_duplicates_total", "Re-delivered events the projection skipped (identity already applied).", nil, nil),
 		journal:    prometheus.NewDesc("transferd_journal_up", "1 when the journal answered the scrape's stream info request.", nil, nil),
 		parked:     prometheus.NewDesc("transferd_projector_parked_events", "Events the projector could not fold and parked (GET /v1/parked); they stay in the journal.", nil, nil),
@@ -190,7 +191,7 @@ func newProjectorCollector(s *Server) *projectorCollector {
 }
 
 func (c *projectorCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.lagSeqs, c.lagSecs, c.checkpoint, c.lastSeq, c.applied, c.dups, c.journal, c.parked} {
+	for _, d := range []*prometheus.Desc{c.lagSeqs, c.lagSecs, c.checkpoint, c.lastSeq, c.applied, c.dups, c.journal, c.parked, c.commits} {
 		ch <- d
 	}
 }
@@ -217,6 +218,7 @@ func (c *projectorCollector) Collect(ch chan<- prometheus.Metric) {
 	if st, err := c.s.store.Stats(); err == nil {
 		ch <- prometheus.MustNewConstMetric(c.applied, prometheus.CounterValue, float64(st.Events))
 		ch <- prometheus.MustNewConstMetric(c.dups, prometheus.CounterValue, float64(st.Duplicates))
+		ch <- prometheus.MustNewConstMetric(c.commits, prometheus.CounterValue, float64(c.s.store.Commits()))
 		ch <- prometheus.MustNewConstMetric(c.parked, prometheus.GaugeValue, float64(st.Parked))
 	}
 }

@@ -85,6 +85,7 @@ func TestMetrics(t *testing.T) {
 		`transferd_api_streams_open 0`,
 		`transferd_projector_applied_events_total 1`,
 		`transferd_projector_duplicates_total 0`,
+		`transferd_projector_commits_total 1`,
 		`transferd_projector_lag_sequences 0`,
 		`transferd_projector_lag_seconds 0`,
 		`transferd_projector_checkpoint 1`,

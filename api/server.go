@@ -23,6 +23,7 @@ type Store interface {
 	Migration(id, tenant string) (projections.Page, error)
 	Lineage(id string) (root string, transfers []*engine.Transfer, err error)
 	Checkpoint() uint64
+	Commits() uint64
 	Stats() (projections.Stats, error)
 	Parked(after uint64, limit int) ([]projections.ParkedEvent, uint64, error)
 }

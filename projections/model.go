@@ -149,6 +149,7 @@ func (p *Projector) commit(b *batch, park map[uint64]string) error {
 // callback already reflect the batch.
 func (p *Projector) committed(b *batch, changed []*touched, acks []outboxEntry) {
 	defer p.s.advance(b.last)
+	p.s.commits.Add(1)
 	p.committedAt.Store(time.Now().UnixNano())
 	if n := len(b.events); n > 0 {
 		p.lastEventAt.Store(b.events[n-1].ReceivedAt.UnixNano())

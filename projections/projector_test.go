@@ -62,7 +62,12 @@ func TestDuplicatesBeyondDedupeWindow(t *testing.T) {
 	// Half of them again, later in the stream, then all of them again.
 	appendFastIDs(t, j, events[:500], func(e *engine.Event) string { return "again-1-" + e.ID })
 	appendFastIDs(t, j, events, func(e *engine.Event) string { return "again-2-" + e.ID })
+	commits := s.Commits()
 	mustCatchUp(t, j, s, projections.ProjectorOptions{MaxBatch: 333})
+	// 1,500 messages in batches of at most 333: at least 5 transactions.
+	if n := s.Commits() - commits; n < 5 || n > 1500 {
+		t.Errorf("catching up on 1500 messages with MaxBatch 333 took %d commits", n)
+	}
 
 	if after := snapshot(t, s, events); !mapsEqual(before, after) {
 		t.Error("re-delivered events changed transfers")

@@ -48,7 +48,8 @@ type Store struct {
 	db   *bolt.DB
 	path string
 
-	projecting atomic.Bool // a Projector owns the write side
+	projecting atomic.Bool   // a Projector owns the write side
+	commits    atomic.Uint64 // batches a Projector committed, since Open
 
 	mu         sync.Mutex
 	checkpoint uint64
@@ -154,6 +155,11 @@ func (s *Store) Path() string { return s.path }
 
 // Checkpoint returns the sequence of the last MIGRATIONS message the store
 // reflects: every event up to it is applied, none after it.
+// Commits is how many batches projectors committed to the store since it
+// was opened: one bbolt transaction each. The events applied over the same
+// time divided by it is the mean batch, which grows under load.
+func (s *Store) Commits() uint64 { return s.commits.Load() }
+
 func (s *Store) Checkpoint() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
