@@ -7,6 +7,7 @@ package journaltest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -94,15 +95,43 @@ func StartServer(tb testing.TB) *server.Server {
 // comma-separated as Config.URL takes them.
 func Cluster(tb testing.TB, n int) (urls string) {
 	tb.Helper()
+	// The cluster ports are picked free, then bound by the servers: in
+	// between, a test of another package may take one, and that server
+	// never gets ready. Start again on other ports then.
+	for attempt := 1; ; attempt++ {
+		urls, err := startCluster(tb, n)
+		if err == nil {
+			return urls
+		}
+		if attempt == 3 {
+			tb.Fatal(err)
+		}
+		tb.Logf("JetStream cluster, attempt %d: %v; again on other ports", attempt, err)
+	}
+}
+
+// startCluster is one attempt of Cluster. On failure it has shut its
+// servers down.
+func startCluster(tb testing.TB, n int) (urls string, err error) {
 	ports := make([]int, n)
 	var routes []string
 	for i := range ports {
 		ports[i] = freePort(tb)
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", ports[i]))
 	}
-	var clients []string
-	servers := make([]*server.Server, n)
-	for i := range servers {
+	servers := make([]*server.Server, 0, n)
+	stop := func() {
+		for _, s := range servers {
+			s.Shutdown()
+			s.WaitForShutdown()
+		}
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
+	for i := range n {
 		s, err := server.NewServer(&server.Options{
 			ServerName: fmt.Sprintf("n%d", i+1),
 			Host:       "127.0.0.1",
@@ -115,19 +144,16 @@ func Cluster(tb testing.TB, n int) (urls string) {
 			NoSigs:     true,
 		})
 		if err != nil {
-			tb.Fatalf("nats-server %d: %v", i+1, err)
+			return "", fmt.Errorf("nats-server %d: %w", i+1, err)
 		}
 		s.Start()
-		tb.Cleanup(func() {
-			s.Shutdown()
-			s.WaitForShutdown()
-		})
-		servers[i] = s
+		servers = append(servers, s)
 	}
+	var clients []string
 	deadline := time.Now().Add(30 * time.Second)
-	for _, s := range servers {
+	for i, s := range servers {
 		if !s.ReadyForConnections(10 * time.Second) {
-			tb.Fatal("nats-server: not ready")
+			return "", fmt.Errorf("nats-server %d: not ready", i+1)
 		}
 		clients = append(clients, s.ClientURL())
 	}
@@ -140,11 +166,12 @@ func Cluster(tb testing.TB, n int) (urls string) {
 			break
 		}
 		if time.Now().After(deadline) {
-			tb.Fatal("JetStream cluster: no meta leader")
+			return "", errors.New("JetStream cluster: no meta leader")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return strings.Join(clients, ",")
+	tb.Cleanup(stop)
+	return strings.Join(clients, ","), nil
 }
 
 // freePort returns a loopback TCP port free a moment ago.
