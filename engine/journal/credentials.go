@@ -62,22 +62,3 @@ func (c *Credentials) Update(ctx context.Context, id string, value []byte, rev u
 func (c *Credentials) Delete(ctx context.Context, id string) error {
 	return kvErr("delete credential", c.kv.Delete(ctx, bindingKey(id)))
 }
-
-// ensureCredentials creates or opens the Forge credentials bucket.
-func (j *Journal) ensureCredentials(ctx context.Context) error {
-	r, err := j.replicas(ctx, kvStream(BucketForgeCredentials))
-	if err != nil {
-		return setupErr(BucketForgeCredentials, err)
-	}
-	j.credentials, err = j.ensureKV(ctx, jetstream.KeyValueConfig{
-		Bucket:      BucketForgeCredentials,
-		Description: "transferd Forge installations' newest credential, sealed by transferd",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    r,
-	})
-	if err != nil {
-		return setupErr(BucketForgeCredentials, err)
-	}
-	return nil
-}

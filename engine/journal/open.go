@@ -174,48 +174,30 @@ func (j *Journal) setup(ctx context.Context) error {
 	if err != nil {
 		return setupErr(StreamTransfers, err)
 	}
-	if r, err = j.replicas(ctx, "KV_"+BucketTenants); err != nil {
-		return setupErr(BucketTenants, err)
-	}
-	j.tenants, err = j.ensureKV(ctx, jetstream.KeyValueConfig{
+	if j.tenants, err = j.bucket(ctx, jetstream.KeyValueConfig{
 		Bucket:      BucketTenants,
 		Description: "transferd Connect installations by clientKey",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    r,
-	})
-	if err != nil {
-		return setupErr(BucketTenants, err)
-	}
-	if r, err = j.replicas(ctx, "KV_"+BucketBindings); err != nil {
-		return setupErr(BucketBindings, err)
-	}
-	j.bindings, err = j.ensureKV(ctx, jetstream.KeyValueConfig{
-		Bucket:      BucketBindings,
-		Description: "transferd transfer id to the issuer that first sent it",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    r,
-	})
-	if err != nil {
-		return setupErr(BucketBindings, err)
-	}
-	if err := j.ensureCredentials(ctx); err != nil {
+	}); err != nil {
 		return err
 	}
-	if r, err = j.replicas(ctx, "KV_"+BucketLeases); err != nil {
-		return setupErr(BucketLeases, err)
+	if j.bindings, err = j.bucket(ctx, jetstream.KeyValueConfig{
+		Bucket:      BucketBindings,
+		Description: "transferd transfer id to the issuer that first sent it",
+	}); err != nil {
+		return err
 	}
-	j.leases, err = j.ensureKV(ctx, jetstream.KeyValueConfig{
+	if j.credentials, err = j.bucket(ctx, jetstream.KeyValueConfig{
+		Bucket:      BucketForgeCredentials,
+		Description: "transferd Forge installations' newest credential, sealed by transferd",
+	}); err != nil {
+		return err
+	}
+	if j.leases, err = j.bucket(ctx, jetstream.KeyValueConfig{
 		Bucket:      BucketLeases,
 		Description: "transferd importer work leases by transfer and upload",
-		History:     1,
 		TTL:         leaseTTL, // a lease is minutes; an untouched record is long dead
-		Storage:     jetstream.FileStorage,
-		Replicas:    r,
-	})
-	if err != nil {
-		return setupErr(BucketLeases, err)
+	}); err != nil {
+		return err
 	}
 
 	// A server older than 2.12 drops the setting it does not know.
@@ -287,6 +269,22 @@ func logHandlers(log *slog.Logger) []nats.Option {
 			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
 		}),
 	}
+}
+
+// bucket creates or opens the KV bucket cfg describes, as every bucket of
+// the journal is: file storage, one value per key, and the replica count
+// of replicas.
+func (j *Journal) bucket(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	r, err := j.replicas(ctx, kvStream(cfg.Bucket))
+	if err != nil {
+		return nil, setupErr(cfg.Bucket, err)
+	}
+	cfg.History, cfg.Storage, cfg.Replicas = 1, jetstream.FileStorage, r
+	kv, err := j.ensureKV(ctx, cfg)
+	if err != nil {
+		return nil, setupErr(cfg.Bucket, err)
+	}
+	return kv, nil
 }
 
 func setupErr(name string, err error) error {
