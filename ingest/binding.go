@@ -3,6 +3,7 @@ package ingest
 import (
 	"hash/maphash"
 	"sync"
+	"unique"
 )
 
 // ownerCache remembers which owner ("<source>:<issuer>", journal.OwnerOf)
@@ -15,18 +16,16 @@ import (
 // It holds as many transfers as the platform has in flight at scale
 // (defaultOwnerCache: 262,144 in about 15 MB): a transfer is keyed by a
 // 128-bit hash of its id under seeds drawn at start, and its owner is an
-// index into the few owners seen (one per tenant), so an entry takes
-// about 60 bytes whatever the ids. Two ids with the same hash would share
-// an owner; with unpredictable seeds that takes about 2^64 ids, far
-// beyond any deployment.
+// interned handle (one string per tenant), so an entry takes about 60
+// bytes whatever the ids. Two ids with the same hash would share an
+// owner; with unpredictable seeds that takes about 2^64 ids, far beyond
+// any deployment.
 type ownerCache struct {
 	seeds [2]maphash.Seed
 
-	mu     sync.RWMutex
-	m      map[ownerKey]uint32 // transfer → index in owners
-	owners []string
-	index  map[string]uint32 // owner → its index in owners
-	max    int
+	mu  sync.RWMutex
+	m   map[ownerKey]unique.Handle[string] // transfer → owner
+	max int
 }
 
 type ownerKey [2]uint64
@@ -37,8 +36,7 @@ const defaultOwnerCache = 1 << 18
 func newOwnerCache(max int) *ownerCache {
 	return &ownerCache{
 		seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()},
-		m:     make(map[ownerKey]uint32),
-		index: make(map[string]uint32),
+		m:     make(map[ownerKey]unique.Handle[string]),
 		max:   max,
 	}
 }
@@ -51,23 +49,17 @@ func (c *ownerCache) get(transferID string) (string, bool) {
 	k := c.key(transferID)
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	i, ok := c.m[k]
+	owner, ok := c.m[k]
 	if !ok {
 		return "", false
 	}
-	return c.owners[i], true
+	return owner.Value(), true
 }
 
 func (c *ownerCache) put(transferID, owner string) {
-	k := c.key(transferID)
+	k, h := c.key(transferID), unique.Make(owner)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	i, ok := c.index[owner]
-	if !ok {
-		i = uint32(len(c.owners))
-		c.owners = append(c.owners, owner)
-		c.index[owner] = i
-	}
 	if _, ok := c.m[k]; !ok && len(c.m) >= c.max {
 		n := 0
 		for k := range c.m {
@@ -78,5 +70,5 @@ func (c *ownerCache) put(transferID, owner string) {
 			n++
 		}
 	}
-	c.m[k] = i
+	c.m[k] = h
 }
