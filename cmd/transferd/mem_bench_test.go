@@ -28,8 +28,9 @@ import (
 // them, with --sync interval. Events go through the journal (AppendOwned
 // on a transfer's first event, Append for the rest, from 64 goroutines)
 // rather than over HTTP, so that 1M events take two minutes; the memory
-// measured is that of the whole process. It reports the peak RSS (VmHWM), the peak anonymous RSS (sampled; without the pages
-// of bbolt's memory map), the Go heap in use after a GC, and the counts.
+// measured is that of the whole process. It reports the peak RSS (VmHWM),
+// the peak anonymous RSS (sampled; without the pages of bbolt's memory
+// map), the Go heap in use after a GC, and the counts.
 //
 //	BENCH_MEM_EVENTS=1000000 go test -run '^$' -bench ServeMemory -benchtime 1x ./cmd/transferd/
 func BenchmarkServeMemory(b *testing.B) {
