@@ -403,6 +403,22 @@ func testScan(t *testing.T, open func(t *testing.T) *journal.Journal) {
 		t.Errorf("scan of an unknown transfer took %v", d)
 	}
 
+	// An unfiltered scan reads every message stored when it began, in
+	// order, and not those appended while it runs.
+	var all []uint64
+	for env, err := range j.Scan(ctx, "") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) == 0 {
+			mustAppend(t, j, event(t, "later", 0))
+		}
+		all = append(all, env.Seq)
+	}
+	if len(all) != 600 || all[0] != 1 || all[599] != 600 {
+		t.Errorf("unfiltered scan: %d envelopes, seqs %v…%v, want 1…600", len(all), all[:min(len(all), 1)], all[max(len(all)-1, 0):])
+	}
+
 	n := 0
 	for range j.Scan(ctx, "") {
 		if n++; n == 5 {

@@ -262,23 +262,48 @@ func (r *Reader) deleteConsumer() {
 // is yielded once as the last element, with a zero Envelope; a message that
 // does not decode is yielded as a *CorruptError (with its Seq) and the scan
 // goes on.
+//
+// A filtered scan reads as many messages as its consumer counted pending
+// when it was created: MIGRATIONS denies deletes, so those are exactly the
+// matching ones stored by then. An unfiltered scan (an audit's) reads up to
+// the stream's last sequence, asked for first, and so does not rest on that
+// count alone: once, after JetStream came back from a full disk, a
+// consumer of a non-empty stream counted 0 pending and the scan came out
+// empty with no error. Should the messages not come, the scan ends with
+// ctx's error rather than short.
 func (j *Journal) Scan(ctx context.Context, filter string) iter.Seq2[Envelope, error] {
 	return func(yield func(Envelope, error) bool) {
+		var last uint64 // an unfiltered scan's end; 0 for a filtered one
+		if filter == "" {
+			var err error
+			if last, err = j.LastSeq(ctx); err != nil {
+				yield(Envelope{}, fmt.Errorf("journal: scan: %w", err))
+				return
+			}
+			if last == 0 {
+				return
+			}
+		}
 		r, err := j.Read(ctx, 0, filter)
 		if err != nil {
 			yield(Envelope{}, err)
 			return
 		}
 		defer r.Stop()
-		// MIGRATIONS denies deletes, so the first n matching messages are
-		// exactly those stored when the consumer was created.
-		for n := r.Pending(); n > 0; {
-			batch, err := r.Next(ctx, int(min(n, 256)))
+		more := func(seq uint64) bool { return seq < last }
+		if filter != "" {
+			n := r.Pending()
+			more = func(uint64) bool { n--; return n > 0 }
+			if n == 0 {
+				return
+			}
+		}
+		for {
+			batch, err := r.Next(ctx, 256)
 			var cerr *CorruptError
 			switch {
 			case errors.As(err, &cerr):
-				n--
-				if !yield(Envelope{Seq: cerr.Seq}, err) {
+				if !yield(Envelope{Seq: cerr.Seq}, err) || !more(cerr.Seq) {
 					return
 				}
 				continue
@@ -286,9 +311,8 @@ func (j *Journal) Scan(ctx context.Context, filter string) iter.Seq2[Envelope, e
 				yield(Envelope{}, fmt.Errorf("journal: scan %s: %w", filter, err))
 				return
 			}
-			n -= uint64(len(batch))
 			for _, env := range batch {
-				if !yield(env, nil) {
+				if !yield(env, nil) || !more(env.Seq) {
 					return
 				}
 			}
