@@ -31,9 +31,10 @@ import (
 // The feed is not published by Rebuild. Transfers changed by events after
 // the old store's checkpoint, and those the old store had not yet
 // published, are left in the new store's outbox, so that the next
-// projector publishes them; when the old store is missing, unreadable or
-// ahead of the stream, every transfer is (JetStream's duplicate window and the consumers'
-// idempotence on transferId:version absorb the repetition).
+// projector publishes them; when the old store is missing, unreadable,
+// torn (ErrUnsynced) or ahead of the stream, every transfer is (JetStream's
+// duplicate window and the consumers' idempotence on transferId:version
+// absorb the repetition).
 func Rebuild(ctx context.Context, j *journal.Journal, path string, progress func(done, total uint64)) error {
 	old, err := openOld(path)
 	if err != nil {
@@ -55,7 +56,12 @@ func Rebuild(ctx context.Context, j *journal.Journal, path string, progress func
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("projections: rebuild: %w", err)
 	}
-	return syncDir(filepath.Dir(path))
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return err
+	}
+	// The old file's mark, if it had one (ErrUnsynced): the new file is
+	// synced.
+	return clearUnsynced(path)
 }
 
 // oldStore is what Rebuild keeps of the store it replaces.
@@ -80,6 +86,9 @@ func openOld(path string) (*oldStore, error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return o, nil
 	}
+	torn := errors.Is(checkUnsynced(path), ErrUnsynced)
+	// Opening read-only reads the meta pages alone, which a torn file may
+	// have whole; it takes the lock.
 	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: DefaultTimeout})
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
@@ -88,6 +97,9 @@ func openOld(path string) (*oldStore, error) {
 		return o, nil // unreadable: replaced, everything republished
 	}
 	o.db = db
+	if torn {
+		return o, nil // not to be read: replaced, everything republished
+	}
 	_ = db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {

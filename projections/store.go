@@ -27,8 +27,15 @@ type Options struct {
 	// exist.
 	ReadOnly bool
 
-	// noSync skips fsync on commit. Only for files that are not live
-	// until they have been synced and renamed into place (Rebuild, Verify).
+	// SyncCommits syncs the file at every commit, as where the machine has
+	// no boot id. By default a store open for writing commits without
+	// syncing and is rebuilt should the machine go down meanwhile (see
+	// ErrUnsynced).
+	SyncCommits bool
+
+	// noSync skips fsync on commit, with no mark. Only for files that are
+	// not live until they have been synced and renamed into place
+	// (Rebuild, Verify).
 	noSync bool
 }
 
@@ -51,25 +58,35 @@ type Store struct {
 	projecting atomic.Bool   // a Projector owns the write side
 	commits    atomic.Uint64 // batches a Projector committed, since Open
 
+	unsynced bool // commits are not synced; Close syncs and clears the mark
+	closed   atomic.Bool
+
 	mu         sync.Mutex
 	checkpoint uint64
 	advanced   chan struct{} // closed and replaced whenever checkpoint advances
 }
 
 // Open opens or creates the store at path (mode 0600). A new file gets the
-// current schema; an existing one must have it (ErrSchema otherwise), or
-// be of schema version 1, which Open migrates when it opens for writing
-// (a read-only Open of it is ErrSchema). If
+// current schema; an existing one must have it: ErrOldSchema for an
+// older one, ErrSchema for any other. A file left with unsynced commits
+// by an earlier boot of the machine is ErrUnsynced (see unsynced.go). If
 // another process holds the file, Open fails with ErrLocked after
 // opts.Timeout.
 func Open(path string, opts Options) (*Store, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultTimeout
 	}
+	if err := checkUnsynced(path); err != nil {
+		return nil, err
+	}
+	boot := ""
+	if !opts.ReadOnly && !opts.noSync && !opts.SyncCommits {
+		boot = bootID()
+	}
 	bopts := &bolt.Options{
 		Timeout:  opts.Timeout,
 		ReadOnly: opts.ReadOnly,
-		NoSync:   opts.noSync,
+		NoSync:   opts.noSync || boot != "",
 		// The freelist is rebuilt by scanning the file when it is opened
 		// after a crash instead of being written at every commit; the
 		// data and meta pages are still synced, so a commit is durable.
@@ -88,7 +105,14 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("projections: open %s: %w", path, err)
 	}
-	s := &Store{db: db, path: path, advanced: make(chan struct{})}
+	s := &Store{db: db, path: path, advanced: make(chan struct{}), unsynced: boot != ""}
+	if s.unsynced {
+		// Holding the lock, before the first unsynced commit.
+		if err := markUnsynced(path, boot); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	if opts.ReadOnly {
 		err = db.View(s.checkSchema)
 	} else {
@@ -144,8 +168,21 @@ func (s *Store) checkSchema(tx *bolt.Tx) error {
 // Close closes the file. Stop the store's projector first. Close is
 // idempotent.
 func (s *Store) Close() error {
-	if err := s.db.Close(); err != nil {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	var err error
+	if s.unsynced {
+		err = s.db.Sync()
+	}
+	if cerr := s.db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return fmt.Errorf("projections: close %s: %w", s.path, err)
+	}
+	if s.unsynced {
+		return clearUnsynced(s.path)
 	}
 	return nil
 }

@@ -2,9 +2,11 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -247,6 +249,73 @@ func TestServeRebuildsAnOldProjection(t *testing.T) {
 	waitMatches(t, srv.url, token, res)
 	if !strings.Contains(srv.stderr.String(), "rebuilding the projection from the journal") {
 		t.Errorf("serve did not say it rebuilt the projection:\n%s", srv.stderr)
+	}
+	srv.stop(t)
+	var out, errOut lockedBuffer
+	if err := run(context.Background(), []string{"transferd", "replay", "--verify", "--data", dir, "--quiet"}, noEnv, strings.NewReader(""), &out, &errOut); err != nil {
+		t.Fatalf("replay --verify after the rebuild: %v\n%s%s", err, out.String(), errOut.String())
+	}
+}
+
+// TestServeRebuildsATornProjection: serve commits its projection without
+// syncs, under a mark that a clean stop removes; when the machine went
+// down while serve ran (the mark names another boot) the file may be torn
+// (here every page but the meta pages is zeroed), and serve rebuilds it
+// from the journal at start, without reading it, instead of crashing on
+// it.
+func TestServeRebuildsATornProjection(t *testing.T) {
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		t.Skip("no boot id here: serve syncs every commit")
+	}
+	keys, err := simulator.StartKeyServer("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { keys.Close() })
+	dir := t.TempDir()
+	const token = "test-token-0123456789"
+	args := append([]string{"--data", dir, "--api-token", token}, keys.ServeFlags(simulator.DefaultAppARI)...)
+	srv := startServe(t, args...)
+	res, err := simulator.Run(context.Background(), simulator.Config{
+		Target: srv.url, KeyServer: keys, Transfers: 40, Concurrency: 8, Seed: 20261204, Timeout: 45 * time.Second,
+	})
+	if err == nil {
+		err = res.Err()
+	}
+	if err != nil {
+		t.Fatalf("simulate: %v\n%s", err, srv.stderr)
+	}
+	waitMatches(t, srv.url, token, res)
+	mark := projectionFile(dir) + ".unsynced"
+	if b, err := os.ReadFile(mark); err != nil || !bytes.Equal(bytes.TrimSpace(b), bytes.TrimSpace(boot)) {
+		t.Errorf("mark while serving: %q, %v; want this boot's id", b, err)
+	}
+	srv.stop(t)
+	if _, err := os.Stat(mark); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("mark after a clean stop: %v, want none", err)
+	}
+
+	// Left by a boot that ended with the projection's last commits in the
+	// page cache only.
+	if err := os.WriteFile(mark, []byte("00000000-0000-4000-8000-000000000000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(projectionFile(dir), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := f.Stat()
+	page := int64(os.Getpagesize())
+	if _, err := f.WriteAt(make([]byte, fi.Size()-2*page), 2*page); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	srv = startServe(t, append(args, "--log-level", "info")...)
+	waitMatches(t, srv.url, token, res)
+	if !strings.Contains(srv.stderr.String(), "the machine restarted while it had unsynced commits") {
+		t.Errorf("serve did not say why it rebuilt the projection:\n%s", srv.stderr)
 	}
 	srv.stop(t)
 	var out, errOut lockedBuffer

@@ -70,7 +70,7 @@ func runReplay(ctx context.Context, args []string, getenv env, _ io.Reader, stdo
 		return fmt.Errorf("replay --verify: no projection at %s (run serve, or replay --rebuild): %w", path, err)
 	}
 	diffs, err := projections.Verify(ctx, j, path, progress)
-	if errors.Is(err, projections.ErrOldSchema) {
+	if errors.Is(err, projections.ErrOldSchema) || errors.Is(err, projections.ErrUnsynced) {
 		return fmt.Errorf("replay --verify: %w: nothing to compare; serve rebuilds it when it starts, or run replay --rebuild", err)
 	}
 	if err != nil {

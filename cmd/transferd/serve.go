@@ -279,9 +279,13 @@ func loadTokens(flagTokens []string, file string) ([]string, []api.ScopedToken, 
 }
 
 // openStore opens the projection at path, first rebuilding it from the
-// journal when an older version wrote it, or when it is ahead of the
-// journal (a projection is derived from the journal, so nothing is lost;
-// progress goes to the log).
+// journal when an older version wrote it, when it may be torn, or when it
+// is ahead of the journal (a projection is derived from the journal, so
+// nothing is lost; progress goes to the log).
+//
+// A store is torn when the machine went down while the projector had
+// commits not yet synced (projections.ErrUnsynced): they are in the page
+// cache only, which a process crash keeps and a power cut does not.
 //
 // A store is ahead after a power cut with --sync always when the projector
 // had folded events that were stored but not yet synced: they were never
@@ -293,6 +297,10 @@ func openStore(ctx context.Context, log *slog.Logger, j *journal.Journal, path s
 	switch {
 	case errors.Is(err, projections.ErrOldSchema):
 		log.Info("rebuilding the projection from the journal: an older version wrote it", "path", path, "reason", err.Error())
+	case errors.Is(err, projections.ErrUnsynced):
+		why = "the machine restarted while it had unsynced commits"
+		log.Warn("rebuilding the projection from the journal: the machine restarted while it had unsynced commits, so its file may be torn",
+			"path", path, "reason", err.Error())
 	case err != nil:
 		return nil, err
 	default:
