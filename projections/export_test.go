@@ -49,19 +49,3 @@ func Outbox(s *Store) map[uint64]uint64 {
 	})
 	return out
 }
-
-// Applied returns the store's applied identities as transferId → event ids.
-func Applied(s *Store) map[string][]string {
-	out := map[string][]string{}
-	_ = s.view(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketApplied).ForEach(func(k, _ []byte) error {
-			t, err := loadRow(tx, getU64(k[:8]))
-			if err != nil {
-				return err
-			}
-			out[t.TransferID] = append(out[t.TransferID], string(k[8:]))
-			return nil
-		})
-	})
-	return out
-}

@@ -1,6 +1,7 @@
 package projections
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -296,7 +297,7 @@ func (f *feed) collect(from uint64) ([]feedItem, error) {
 			if data == nil {
 				return fmt.Errorf("projections: outbox row %d has no transfer", e.row)
 			}
-			items = append(items, feedItem{outboxEntry: e, data: append([]byte(nil), data...)})
+			items = append(items, feedItem{outboxEntry: e, data: bytes.Clone(rowJSON(data))})
 		}
 		return nil
 	})

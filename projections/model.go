@@ -22,8 +22,10 @@ type touched struct {
 	id      string
 	row     uint64
 	isNew   bool
-	stored  []byte           // canonical JSON before the batch, valid in the transaction
+	stored  []byte           // the row before the batch, valid in the transaction
 	t       *engine.Transfer // the state being folded
+	applied []identity       // identities applied before the batch, ascending
+	added   []identity       // identities applied by the batch
 	old     []string         // index key prefixes before the batch, as in indexes
 	oldOrig string           // originalTransferId before the batch
 	// Before the batch: the phase and whether the transfer needed action.
@@ -31,7 +33,7 @@ type touched struct {
 	oldAction bool
 	changed   bool
 	lastSeq   uint64 // the last event applied to it
-	data      []byte // the new canonical JSON
+	data      []byte // the new row: canonical JSON and identities
 }
 
 // apply folds b into the store in one transaction, then publishes.
@@ -203,7 +205,6 @@ func (p *Projector) commitAcks() error {
 func (p *Projector) fold(tx *bolt.Tx, b *batch, park map[uint64]string) ([]*touched, error) {
 	rows := tx.Bucket(bucketTransfers)
 	rows.FillPercent = fillRows
-	applied := tx.Bucket(bucketApplied)
 	meta := tx.Bucket(bucketMeta)
 
 	// Load every touched transfer once, decoding in parallel.
@@ -226,7 +227,9 @@ func (p *Projector) fold(tx *bolt.Tx, b *batch, park map[uint64]string) ([]*touc
 	errs := make([]error, len(all))
 	parallel(len(all), func(i int) {
 		if tt := all[i]; tt.stored != nil {
-			tt.t, errs[i] = engine.UnmarshalTransfer(tt.stored)
+			if tt.t, errs[i] = engine.UnmarshalTransfer(rowJSON(tt.stored)); errs[i] == nil {
+				tt.applied, errs[i] = rowIdentities(tt.stored)
+			}
 			tt.stored = nil // bbolt's memory: not to be kept past the transaction
 		}
 	})
@@ -264,12 +267,12 @@ func (p *Projector) fold(tx *bolt.Tx, b *batch, park map[uint64]string) ([]*touc
 		if tt.t == nil {
 			tt.t, tt.row, tt.isNew = engine.NewTransfer(tt.id), e.Seq, true
 		}
-		key := appliedKey(tt.row, e.Key())
-		if (!tt.isNew && applied.Get(key) != nil) || !tt.t.Apply(e) {
+		id := identityOf(e.Key())
+		if hasIdentity(tt.applied, id) || !tt.t.Apply(e) {
 			c.duplicates++
 			continue
 		}
-		w.put(bucketApplied, key, u64(e.Seq))
+		tt.added = append(tt.added, id)
 		c.events++
 		tt.changed, tt.lastSeq = true, e.Seq
 	}
@@ -283,7 +286,13 @@ func (p *Projector) fold(tx *bolt.Tx, b *batch, park map[uint64]string) ([]*touc
 		}
 	}
 	encErrs := make([]error, len(changed))
-	parallel(len(changed), func(i int) { changed[i].data, encErrs[i] = changed[i].t.EncodeCanonical() })
+	parallel(len(changed), func(i int) {
+		tt := changed[i]
+		var js []byte
+		if js, encErrs[i] = tt.t.EncodeCanonical(); encErrs[i] == nil {
+			tt.data = encodeRow(js, append(tt.applied, tt.added...))
+		}
+	})
 	if err := errors.Join(encErrs...); err != nil {
 		return nil, &foldFault{reason: err.Error()}
 	}
@@ -385,9 +394,6 @@ func (w *writes) del(bucket, key []byte) {
 func (w *writes) apply(tx *bolt.Tx) error {
 	for name, ops := range w.ops {
 		b := tx.Bucket([]byte(name))
-		if name == string(bucketApplied) {
-			b.FillPercent = fillAppend
-		}
 		slices.SortFunc(ops, func(a, b writeOp) int { return bytes.Compare(a.key, b.key) })
 		for _, op := range ops {
 			var err error

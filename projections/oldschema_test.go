@@ -58,6 +58,9 @@ func downgradeToV1(tb testing.TB, path string) {
 		var old [][2][]byte
 		if err := rows.ForEach(func(k, v []byte) error {
 			var m map[string]json.RawMessage
+			if i := bytes.IndexByte(v, 0); i >= 0 {
+				v = v[:i] // schema 1 kept the applied identities in a bucket of their own
+			}
 			if err := json.Unmarshal(v, &m); err != nil {
 				return err
 			}

@@ -33,7 +33,7 @@ func (s *Store) TransferJSON(id string) ([]byte, error) {
 		if !ok {
 			return fmt.Errorf("%w: transfer %s", ErrNotFound, id)
 		}
-		b = bytes.Clone(tx.Bucket(bucketTransfers).Get(rowKey(row)))
+		b = bytes.Clone(rowJSON(tx.Bucket(bucketTransfers).Get(rowKey(row))))
 		return nil
 	})
 	return b, err
@@ -60,7 +60,7 @@ func loadRow(tx *bolt.Tx, row uint64) (*engine.Transfer, error) {
 	if b == nil {
 		return nil, fmt.Errorf("projections: row %d has no transfer", row)
 	}
-	t, err := engine.UnmarshalTransfer(b)
+	t, err := engine.UnmarshalTransfer(rowJSON(b))
 	if err != nil {
 		return nil, fmt.Errorf("projections: transfer at row %d: %w", row, err)
 	}

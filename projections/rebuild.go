@@ -114,7 +114,7 @@ func openOld(path string) (*oldStore, error) {
 			var t struct {
 				TransferID string `json:"transferId"`
 			}
-			if json.Unmarshal(rows.Get(k), &t) == nil && t.TransferID != "" {
+			if json.Unmarshal(rowJSON(rows.Get(k)), &t) == nil && t.TransferID != "" {
 				o.outbox = append(o.outbox, t.TransferID)
 			}
 			return nil
@@ -216,8 +216,8 @@ func syncDir(dir string) error {
 // Diff is one difference between a live store and its rebuild.
 type Diff struct {
 	// Bucket is where the difference is (see the schema in schema.go):
-	// "transfers" for a transfer's state, or an index, "lineage",
-	// "applied", "ids" or "meta".
+	// "transfers" for a transfer's state and applied identities, or an
+	// index, "lineage", "ids" or "meta".
 	Bucket string
 	// Key is the entry's key in Bucket.
 	Key []byte
@@ -251,6 +251,16 @@ func (d Diff) Text(v []byte) string {
 		return "(missing)"
 	case d.Bucket == string(bucketMeta) && len(v) == 8:
 		return strconv.FormatUint(getU64(v), 10)
+	case d.Bucket == string(bucketTransfers):
+		js := rowJSON(v)
+		if len(js) == len(v) {
+			break
+		}
+		ids, err := rowIdentities(v)
+		if err != nil {
+			return printable(js) + " (" + err.Error() + ")"
+		}
+		return fmt.Sprintf("%s (%d applied identities: %x)", printable(js), len(ids), v[len(js)+1:])
 	}
 	return printable(v)
 }
@@ -275,7 +285,7 @@ const MaxDiffs = 1000
 
 // Verify rebuilds the store at livePath from the stream, up to the live
 // store's checkpoint, into a temporary file, and compares the two entry by
-// entry: every transfer byte for byte, the ids, applied identities,
+// entry: every transfer byte for byte (its applied identities too), the ids,
 // indexes, lineage and counters (not the outbox, which depends on what
 // the feed has published). It returns the differences, at most MaxDiffs;
 // none means the live store is exactly what the stream says. The live file
@@ -420,7 +430,7 @@ func diffTransferID(d Diff) string {
 			var t struct {
 				TransferID string `json:"transferId"`
 			}
-			if json.Unmarshal(b, &t) == nil && t.TransferID != "" {
+			if json.Unmarshal(rowJSON(b), &t) == nil && t.TransferID != "" {
 				return t.TransferID
 			}
 		}

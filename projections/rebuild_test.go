@@ -169,14 +169,18 @@ func TestVerify(t *testing.T) {
 		t.Fatalf("Verify of a healthy store: %v, %v", diffs, err)
 	}
 
-	// Corrupt one transfer behind the store's back.
+	// Corrupt one transfer behind the store's back: its JSON, then (below)
+	// its applied identities.
 	bad := bytes.Replace(good, []byte(`"version":`), []byte(`"version":1`), 1)
+	var goodRow, badRow, victimKey []byte
 	corrupt(t, path, func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte("transfers"))
 		c := b.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
-			if bytes.Equal(v, good) {
-				return b.Put(bytes.Clone(k), bad)
+			if bytes.HasPrefix(v, append(bytes.Clone(good), 0)) {
+				goodRow, victimKey = bytes.Clone(v), bytes.Clone(k)
+				badRow = append(bytes.Clone(bad), v[len(good):]...)
+				return b.Put(victimKey, badRow)
 			}
 		}
 		t.Fatal("victim not found")
@@ -189,8 +193,19 @@ func TestVerify(t *testing.T) {
 	if len(diffs) != 1 {
 		t.Fatalf("diffs %v, want one", diffs)
 	}
-	if d := diffs[0]; d.Bucket != "transfers" || d.TransferID != victim || !bytes.Equal(d.Live, bad) || !bytes.Equal(d.Rebuilt, good) {
+	if d := diffs[0]; d.Bucket != "transfers" || d.TransferID != victim || !bytes.Equal(d.Live, badRow) || !bytes.Equal(d.Rebuilt, goodRow) {
 		t.Errorf("diff %v", d)
+	}
+	// An identity lost: the event would be applied again.
+	corrupt(t, path, func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("transfers")).Put(victimKey, goodRow[:len(goodRow)-16])
+	})
+	diffs, err = projections.Verify(testContext(t), j, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(diffs) != 1 || diffs[0].TransferID != victim || !strings.Contains(diffs[0].String(), "applied identities") {
+		t.Fatalf("diffs %v, want the transfer's applied identities", diffs)
 	}
 
 	// Indexes and lineage are compared too.

@@ -1,7 +1,11 @@
 package projections
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
+	"slices"
 
 	"github.com/transferd/transferd/engine"
 )
@@ -12,9 +16,9 @@ import (
 // writes this one and carries an older file's outbox. The meta
 // bucket's "schema" and "checkpoint" keys keep their meaning in every
 // version, so that any version can tell what a file is and how far it got.
-const schemaVersion = 2
+const schemaVersion = 3
 
-// The store's layout (schema version 2). Every transfer has a row: the
+// The store's layout (schema version 3). Every transfer has a row: the
 // stream sequence of the first event applied to it. Rows never change and
 // grow with the stream, so the big buckets are keyed by row and filled
 // almost in append order (new transfers at the end, recent transfers
@@ -25,7 +29,8 @@ const schemaVersion = 2
 //	meta          schema, checkpoint, lastEventAt, counters (see meta keys)
 //	ids           transferId → row (8 bytes, big-endian)
 //	transfers     row → canonical JSON of engine.Transfer (Transfer.MarshalCanonical)
-//	applied       row ‖ event key (engine.Event.Key) → stream sequence that applied it (8 bytes)
+//	              ‖ 0x00 ‖ the identities applied to it, ascending: the first 16
+//	              bytes of the SHA-256 of each event key (engine.Event.Key), 16 bytes each
 //	by_migration  len ‖ migrationId ‖ len ‖ issuer ‖ row → ∅
 //	by_cloud      len ‖ cloudUrl ‖ len ‖ issuer ‖ row → ∅
 //	by_tenant     len ‖ issuer ‖ row → ∅
@@ -39,6 +44,13 @@ const schemaVersion = 2
 //	              could not fold (see Parked). Added within version 1: Open
 //	              creates it in a file that lacks it, and a read-only
 //	              store without it has parked nothing.
+//
+// A transfer's applied identities live in its row (version 3; version 2
+// had a bucket "applied" of row ‖ key → sequence): every event rewrites its
+// transfer's row anyway, and a bucket of its own cost every event one more
+// page written, a random one, at a third of the file's writes. Canonical
+// JSON never holds a 0x00 byte (JSON escapes it), so the first one ends
+// it.
 //
 // len is the uvarint length of the value, so that no value's keys can be
 // mistaken for another's whatever bytes the values contain. Index entries
@@ -54,7 +66,6 @@ var (
 	bucketMeta        = []byte("meta")
 	bucketIDs         = []byte("ids")
 	bucketTransfers   = []byte("transfers")
-	bucketApplied     = []byte("applied")
 	bucketByMigration = []byte("by_migration")
 	bucketByCloud     = []byte("by_cloud")
 	bucketByTenant    = []byte("by_tenant")
@@ -67,7 +78,7 @@ var (
 
 // buckets lists every bucket of the schema.
 var buckets = [][]byte{
-	bucketMeta, bucketIDs, bucketTransfers, bucketApplied,
+	bucketMeta, bucketIDs, bucketTransfers,
 	bucketByMigration, bucketByCloud, bucketByTenant, bucketByPhase, bucketNeedsAction,
 	bucketLineage, bucketOutbox, bucketParked,
 }
@@ -79,10 +90,7 @@ func optional(name []byte) bool { return string(name) == string(bucketParked) }
 // Fill percents for buckets written in (nearly) ascending key order: bbolt
 // splits a full page at this fraction, so packing them tighter than the
 // default 0.5 halves their size without causing splits in the middle.
-const (
-	fillAppend = 0.95 // applied: entries never change, inserted near the end
-	fillRows   = 0.8  // transfers: updated in place and growing a little
-)
+const fillRows = 0.8 // transfers: updated in place and growing a little
 
 // Meta keys. Values are 8-byte big-endian integers unless noted.
 var (
@@ -163,10 +171,58 @@ func getU64(b []byte) uint64 {
 
 func rowKey(row uint64) []byte { return u64(row) }
 
-func appliedKey(row uint64, eventID string) []byte {
-	k := make([]byte, 8, 8+len(eventID))
-	binary.BigEndian.PutUint64(k, row)
-	return append(k, eventID...)
+// identity is what a row keeps of an applied event key.
+type identity [identitySize]byte
+
+const identitySize = 16
+
+func identityOf(key string) identity {
+	sum := sha256.Sum256([]byte(key))
+	return identity(sum[:identitySize])
+}
+
+// rowJSON returns the canonical JSON of a transfers value.
+func rowJSON(v []byte) []byte {
+	if i := bytes.IndexByte(v, 0); i >= 0 {
+		return v[:i]
+	}
+	return v
+}
+
+// rowIdentities returns the applied identities of a transfers value, in
+// ascending order, copied out of v.
+func rowIdentities(v []byte) ([]identity, error) {
+	i := bytes.IndexByte(v, 0)
+	if i < 0 {
+		return nil, nil
+	}
+	tail := v[i+1:]
+	if len(tail)%identitySize != 0 {
+		return nil, fmt.Errorf("applied identities of %d bytes, not a multiple of %d", len(tail), identitySize)
+	}
+	ids := make([]identity, len(tail)/identitySize)
+	for n := range ids {
+		ids[n] = identity(tail[n*identitySize:])
+	}
+	return ids, nil
+}
+
+// encodeRow returns the transfers value of canonical JSON js and the
+// identities ids, which it sorts.
+func encodeRow(js []byte, ids []identity) []byte {
+	slices.SortFunc(ids, func(a, b identity) int { return bytes.Compare(a[:], b[:]) })
+	v := make([]byte, 0, len(js)+1+identitySize*len(ids))
+	v = append(append(v, js...), 0)
+	for _, id := range ids {
+		v = append(v, id[:]...)
+	}
+	return v
+}
+
+// hasIdentity reports whether the ascending ids hold id.
+func hasIdentity(ids []identity, id identity) bool {
+	_, ok := slices.BinarySearchFunc(ids, id, func(a, b identity) int { return bytes.Compare(a[:], b[:]) })
+	return ok
 }
 
 // indexPrefix is the part of an index key before the row.
