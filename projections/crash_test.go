@@ -1,9 +1,11 @@
 package projections_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -61,7 +63,10 @@ func helperCatchUp() error {
 	}
 	defer s.Close()
 	maxBatch, _ := strconv.Atoi(os.Getenv(helperMax))
-	return projections.CatchUp(ctx, j, s, projections.ProjectorOptions{MaxBatch: maxBatch})
+	// A line per commit that changed something, for TestCrashRecovery to
+	// time its kills by.
+	notify := func(cs []projections.Change) { fmt.Printf("committed %d\n", cs[0].Seq) }
+	return projections.CatchUp(ctx, j, s, projections.ProjectorOptions{MaxBatch: maxBatch, Notify: notify})
 }
 
 func helperCommand(url, path string, maxBatch int) *exec.Cmd {
@@ -95,14 +100,25 @@ func TestCrashRecovery(t *testing.T) {
 	var midway []uint64
 	for attempt := 0; len(midway) < 4 && attempt < 20; attempt++ {
 		cmd := helperCommand(url, path, 10) // many commits to be killed in the middle of
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Duration(100+rng.IntN(300)) * time.Millisecond)
+		// Killed after a random number of its commits and a random
+		// moment more: by then it is reading, folding or committing the
+		// next batches (how fast it commits is the machine's, not ours).
+		sc := bufio.NewScanner(out)
+		for n := 1 + rng.IntN(100); n > 0 && sc.Scan(); n-- {
+		}
+		time.Sleep(time.Duration(rng.IntN(3000)) * time.Microsecond)
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
 			t.Fatal(err)
 		}
-		err := cmd.Wait()
+		io.Copy(io.Discard, out)
+		err = cmd.Wait()
 		if _, serr := os.Stat(path + ".unsynced"); serr != nil && thisBoot(t) != "" && checkpointOf(t, path) < last {
 			// Killed, not closed: the file is whole (same boot), its mark
 			// says it was written without syncs.
