@@ -75,8 +75,10 @@ type Event struct {
 	ID string
 	// Digest is the hex SHA-256 of the canonical payload (keys sorted,
 	// insignificant space removed; for a wrapped Forge event, of the inner
-	// payload). Parse and Reparse compute it.
+	// payload). Parse and Reparse compute it; ReparseKeyed, given the key
+	// it serves for, does not.
 	Digest     string
+	key        string // the key ReparseKeyed was given, "" otherwise
 	Source     Source
 	Kind       Kind
 	EventType  string // the eventType as received
@@ -115,6 +117,9 @@ type Event struct {
 // first 32 hex digits of Digest. Two bodies sent with the same messageId
 // are thus two events, neither lost; an exact re-delivery is one.
 func (e *Event) Key() string {
+	if e.key != "" {
+		return e.key
+	}
 	if len(e.Digest) < 32 || e.ID == contentIDPrefix+e.Digest {
 		return e.ID
 	}

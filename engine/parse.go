@@ -89,7 +89,7 @@ func (w *wire) read(obj []byte) {
 // eventType yields KindUnknown. Unknown fields are ignored, never rejected.
 // The returned event keeps payload verbatim; Issuer, ReceivedAt and Seq are
 // left for the caller. Every error is a *ValidationError.
-func Parse(src Source, payload []byte) (*Event, error) { return parse(src, payload, "", "") }
+func Parse(src Source, payload []byte) (*Event, error) { return parse(src, payload, "", "", "") }
 
 // Reparse rebuilds an event read back from the journal: as Parse, but with
 // the identity fixed when it was appended instead of computed again.
@@ -105,12 +105,47 @@ func ReparseKnown(src Source, payload []byte, id, transferID string) (*Event, er
 	if id == "" {
 		return nil, invalid("id", "required")
 	}
-	return parse(src, payload, id, transferID)
+	return parse(src, payload, id, transferID, "")
 }
 
-// parse is Parse (id empty) and ReparseKnown; known is a transferId
-// whose string to share.
-func parse(src Source, payload []byte, id, known string) (*Event, error) {
+// ReparseKeyed is ReparseKnown given also the event's key (Event.Key) as
+// it was when the event was appended (its Nats-Msg-Id holds it): a key of
+// the form Key gives id (id itself for a content id, else id, "#" and 32
+// lowercase hex digits) is taken as the event's key, and the payload's
+// digest, which only the key needs, is not computed again; Digest is then
+// empty. Any other key is ignored. Everything else is ReparseKnown's.
+func ReparseKeyed(src Source, payload []byte, id, transferID, key string) (*Event, error) {
+	if id == "" {
+		return nil, invalid("id", "required")
+	}
+	if !keyFits(id, key) {
+		key = ""
+	}
+	return parse(src, payload, id, transferID, key)
+}
+
+// keyFits reports whether key has the form Event.Key gives an event whose
+// ID is id.
+func keyFits(id, key string) bool {
+	if key == id {
+		return len(id) == len(contentIDPrefix)+64 && strings.HasPrefix(id, contentIDPrefix) && isLowerHex(id[len(contentIDPrefix):])
+	}
+	digest, ok := strings.CutPrefix(key, id+"#")
+	return ok && len(digest) == 32 && isLowerHex(digest)
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// parse is Parse (id empty), ReparseKnown and ReparseKeyed; known is a
+// transferId whose string to share, key the event's key when known.
+func parse(src Source, payload []byte, id, known, key string) (*Event, error) {
 	if !src.Valid() {
 		return nil, invalid("source", "must be connect, forge or app")
 	}
@@ -176,7 +211,11 @@ func parse(src Source, payload []byte, id, known string) (*Event, error) {
 		return nil, err
 	}
 
-	e.Digest = digest(inner)
+	if key != "" {
+		e.key = key
+	} else {
+		e.Digest = digest(inner)
+	}
 	switch {
 	case id != "":
 		e.ID = id

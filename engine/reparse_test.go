@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/transferd/transferd/engine"
@@ -80,6 +81,55 @@ func checkReparse(t *testing.T, src engine.Source, body []byte, id, transferID s
 	if old, err := engine.Reparse(src, body, id); (err == nil) != (got != nil) || err == nil && !reflect.DeepEqual(old, got) {
 		t.Fatalf("Reparse and ReparseKnown differ on %q: %v", body, err)
 	}
+	checkReparseKeyed(t, src, body, id, transferID, got, err)
+}
+
+// checkReparseKeyed holds ReparseKeyed to ReparseKnown's result known
+// (with error knownErr): given the key known had, the same event with the
+// same key and no digest; given a key of another form, known itself.
+func checkReparseKeyed(t *testing.T, src engine.Source, body []byte, id, transferID string, known *engine.Event, knownErr error) {
+	t.Helper()
+	if known == nil {
+		if _, err := engine.ReparseKeyed(src, body, id, transferID, id); (err == nil) != (knownErr == nil) {
+			t.Fatalf("ReparseKeyed(%q) error %v, ReparseKnown %v", body, err, knownErr)
+		}
+		return
+	}
+	keyed, err := engine.ReparseKeyed(src, body, id, transferID, known.Key())
+	if err != nil {
+		t.Fatalf("ReparseKeyed(%q, key %q): %v", body, known.Key(), err)
+	}
+	if keyed.Key() != known.Key() || keyed.Digest != "" {
+		t.Fatalf("ReparseKeyed(%q): key %q digest %q, want key %q and no digest", body, keyed.Key(), keyed.Digest, known.Key())
+	}
+	if d := differentFields(keyed, known, "Digest"); d != "" {
+		t.Fatalf("ReparseKeyed(%q) differs from ReparseKnown in %s", body, d)
+	}
+	for _, other := range []string{"", "x", id + "#" + strings.Repeat("A", 32), id + "#" + strings.Repeat("0", 31), "sha256:" + strings.Repeat("0", 64)} {
+		if other == known.Key() {
+			continue
+		}
+		e, err := engine.ReparseKeyed(src, body, id, transferID, other)
+		if err != nil || !reflect.DeepEqual(e, known) {
+			t.Fatalf("ReparseKeyed(%q, key %q) = %+v, %v; want ReparseKnown's %+v", body, other, e, err, known)
+		}
+	}
+}
+
+// differentFields names the first exported field of a and b, other than
+// skip, whose values differ, or returns "".
+func differentFields(a, b *engine.Event, skip string) string {
+	va, vb := reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem()
+	for i := range va.NumField() {
+		f := va.Type().Field(i)
+		if !f.IsExported() || f.Name == skip {
+			continue
+		}
+		if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+			return f.Name
+		}
+	}
+	return ""
 }
 
 // TestReparseAgreesWithParse checks the read-back path against Parse on

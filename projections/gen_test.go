@@ -161,10 +161,16 @@ func (g *generator) event(t *genTransfer, k engine.Kind) *engine.Event {
 		body += `,"status":"` + []string{"SUCCESS", "SUCCESS", "SUCCESS", "FAILED", "INCOMPLETE"}[g.rng.IntN(5)] + `"`
 	}
 	body += "}"
-	return &engine.Event{
+	e := &engine.Event{
 		ID: id, MessageID: id, Source: t.src, Kind: k, EventType: eventType, TransferID: t.id,
 		Issuer: t.issuer, ReceivedAt: g.now, OriginalTransferID: t.original, Payload: []byte(body),
 	}
+	// The digest, as ingest's Parse sets it: it is part of the event's key
+	// (Event.Key), which appendFast puts in the Nats-Msg-Id as Append does.
+	if p, err := engine.Parse(t.src, e.Payload); err == nil {
+		e.Digest = p.Digest
+	}
+	return e
 }
 
 // generate returns n events of traffic from seed.
@@ -182,7 +188,7 @@ func generate(seed uint64, n int) []*engine.Event {
 // acknowledgement.
 func appendFast(tb testing.TB, j *journal.Journal, events []*engine.Event) {
 	tb.Helper()
-	appendFastIDs(tb, j, events, func(e *engine.Event) string { return e.ID })
+	appendFastIDs(tb, j, events, (*engine.Event).DedupeKey)
 }
 
 // appendFastIDs is appendFast with the Nats-Msg-Id of each event chosen by

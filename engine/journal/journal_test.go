@@ -374,8 +374,11 @@ func testReadCorrupt(t *testing.T, open func(t *testing.T) *journal.Journal) {
 
 func testScan(t *testing.T, open func(t *testing.T) *journal.Journal) {
 	j := open(t)
+	keys := map[string]string{} // id → key
 	for i := range 600 {
-		mustAppend(t, j, event(t, fmt.Sprintf("t%d", i%2), i))
+		e := event(t, fmt.Sprintf("t%d", i%2), i)
+		keys[e.ID] = e.Key()
+		mustAppend(t, j, e)
 	}
 	ctx := testContext(t)
 
@@ -385,6 +388,11 @@ func testScan(t *testing.T, open func(t *testing.T) *journal.Journal) {
 			t.Fatal(err)
 		}
 		seqs = append(seqs, env.Seq)
+		// The key read back from the Nats-Msg-Id is the one appended, and
+		// the event rebuilt with it (no digest computed) has it.
+		if e, err := env.Event(); env.Key != keys[env.ID] || err != nil || e.Key() != keys[env.ID] || e.Digest != "" {
+			t.Fatalf("seq %d: envelope key %q, event key %q (digest %q, %v); want %q", env.Seq, env.Key, e.Key(), e.Digest, err, keys[env.ID])
+		}
 	}
 	if len(seqs) != 300 {
 		t.Fatalf("scanned %d envelopes, want 300", len(seqs))

@@ -223,6 +223,9 @@ func (r *Reader) read(ctx context.Context) (Envelope, error) {
 		return Envelope{}, &CorruptError{Seq: meta.Sequence.Stream, Err: err}
 	}
 	env.Seq = meta.Sequence.Stream
+	if h := msg.Headers(); h != nil {
+		env.Key = keyOf(&env, h.Get(jetstream.MsgIDHeader))
+	}
 	return env, nil
 }
 
