@@ -49,3 +49,7 @@ func Outbox(s *Store) map[uint64]uint64 {
 	})
 	return out
 }
+
+// Release lets s's mapped pages go from the process's resident set, as a
+// rebuild does after each batch.
+func Release(s *Store) { s.release() }

@@ -177,6 +177,9 @@ func (p *Projector) committed(b *batch, changed []*touched, acks []outboxEntry) 
 		}
 		p.opts.Notify(cs)
 	}
+	if p.opts.release {
+		p.s.release()
+	}
 	if p.opts.progress != nil {
 		p.opts.progress(b.last)
 	}

@@ -45,6 +45,7 @@ type ProjectorOptions struct {
 	until       uint64                                                            // stop once the checkpoint reaches it; 0: never
 	outboxAfter uint64                                                            // only events after it put transfers in the outbox
 	progress    func(cp uint64)                                                   // called after each commit
+	release     bool                                                              // let the mapped pages go after each commit (Store.release)
 	onCommit    func(*bolt.Tx) error                                              // extra writes in each batch's transaction
 	beforeApply func(*engine.Event)                                               // tests: called before each event is applied
 	feedSync    func(ctx context.Context, sync func(context.Context) error) error // tests: wraps the feed's sync

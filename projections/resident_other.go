@@ -1,0 +1,6 @@
+//go:build !linux
+
+package projections
+
+// release is a no-op where madvise is not used (see resident_linux.go).
+func (s *Store) release() {}
