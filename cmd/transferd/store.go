@@ -28,6 +28,9 @@ type storeFlags struct {
 	listenUsers []journal.ListenUser
 	replicas    int
 	sync        syncMode
+	// transfersMaxAge is how long a TRANSFERS this command creates keeps
+	// each state.
+	transfersMaxAge time.Duration
 	// secretsKeyFile holds the keys tenants' shared secrets are sealed with.
 	secretsKeyFile string
 }
@@ -36,6 +39,8 @@ func (s *storeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.data, "data", "./data", "data `directory`: the embedded NATS store and the bbolt projection")
 	fs.StringVar(&s.natsURL, "nats-url", "", "`URL` of an external NATS (comma-separated for a cluster); empty runs NATS embedded under --data")
 	fs.StringVar(&s.natsCreds, "nats-creds", "", "NATS credentials `file` for --nats-url")
+	fs.DurationVar(&s.transfersMaxAge, "transfers-max-age", journal.TransfersMaxAge, "how long stream TRANSFERS keeps each state change, when transferd creates the stream;\n"+
+		"an existing stream keeps its own limits (docs/design.md, TRANSFERS retention)")
 	fs.IntVar(&s.replicas, "replicas", 0, "stream and bucket replicas on an external NATS cluster (3 on three nodes);\n0 keeps what the streams have, and creates them with one")
 	s.sync = syncAlways
 	fs.Var(&s.sync, "sync", "when the embedded NATS syncs its store to disk, a `mode`: always, before every acknowledgement\n"+
@@ -84,11 +89,14 @@ func (s *storeFlags) describe() string {
 }
 
 func (s *storeFlags) openJournal(ctx context.Context, log *slog.Logger) (*journal.Journal, error) {
+	if s.transfersMaxAge < time.Second {
+		return nil, usageError(fmt.Sprintf("--transfers-max-age %v: want 1s or more", s.transfersMaxAge))
+	}
 	if err := os.MkdirAll(s.data, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	cfg := journal.Config{URL: s.natsURL, CredentialsFile: s.natsCreds, DataDir: s.data, Listen: s.natsListen, ListenUsers: s.listenUsers,
-		Replicas: s.replicas, Logger: log, SyncAlways: s.sync != syncInterval}
+		Replicas: s.replicas, Logger: log, SyncAlways: s.sync != syncInterval, TransfersMaxAge: s.transfersMaxAge}
 	// A cluster that is still electing its leaders may lose the first
 	// requests: retry an external NATS for a while, saying so.
 	deadline := time.Now().Add(60 * time.Second)
