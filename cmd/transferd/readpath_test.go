@@ -211,25 +211,7 @@ func TestReplayVerifyWithoutProjection(t *testing.T) {
 // instead of refusing to start or answering from stale facts, and replay
 // --verify then finds nothing to report.
 func TestServeRebuildsAnOldProjection(t *testing.T) {
-	keys, err := simulator.StartKeyServer("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { keys.Close() })
-	dir := t.TempDir()
-	const token = "test-token-0123456789"
-	args := append([]string{"--data", dir, "--api-token", token}, keys.ServeFlags(simulator.DefaultAppARI)...)
-	srv := startServe(t, args...)
-	res, err := simulator.Run(context.Background(), simulator.Config{
-		Target: srv.url, KeyServer: keys, Transfers: 60, Concurrency: 16, Seed: 20261203, Timeout: 45 * time.Second,
-	})
-	if err == nil {
-		err = res.Err()
-	}
-	if err != nil {
-		t.Fatalf("simulate: %v\n%s", err, srv.stderr)
-	}
-	waitMatches(t, srv.url, token, res)
+	dir, args, srv, res := playServe(t, 60, 16, 20261203)
 	srv.stop(t)
 
 	// What an older version left: schema 1, and no triggeredAt.
@@ -246,7 +228,7 @@ func TestServeRebuildsAnOldProjection(t *testing.T) {
 	}
 
 	srv = startServe(t, append(args, "--log-level", "info")...)
-	waitMatches(t, srv.url, token, res)
+	waitMatches(t, srv.url, playToken, res)
 	if !strings.Contains(srv.stderr.String(), "rebuilding the projection from the journal") {
 		t.Errorf("serve did not say it rebuilt the projection:\n%s", srv.stderr)
 	}
@@ -268,25 +250,7 @@ func TestServeRebuildsATornProjection(t *testing.T) {
 	if err != nil {
 		t.Skip("no boot id here: serve syncs every commit")
 	}
-	keys, err := simulator.StartKeyServer("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { keys.Close() })
-	dir := t.TempDir()
-	const token = "test-token-0123456789"
-	args := append([]string{"--data", dir, "--api-token", token}, keys.ServeFlags(simulator.DefaultAppARI)...)
-	srv := startServe(t, args...)
-	res, err := simulator.Run(context.Background(), simulator.Config{
-		Target: srv.url, KeyServer: keys, Transfers: 40, Concurrency: 8, Seed: 20261204, Timeout: 45 * time.Second,
-	})
-	if err == nil {
-		err = res.Err()
-	}
-	if err != nil {
-		t.Fatalf("simulate: %v\n%s", err, srv.stderr)
-	}
-	waitMatches(t, srv.url, token, res)
+	dir, args, srv, res := playServe(t, 40, 8, 20261204)
 	mark := projectionFile(dir) + ".unsynced"
 	if b, err := os.ReadFile(mark); err != nil || !bytes.Equal(bytes.TrimSpace(b), bytes.TrimSpace(boot)) {
 		t.Errorf("mark while serving: %q, %v; want this boot's id", b, err)
@@ -313,7 +277,7 @@ func TestServeRebuildsATornProjection(t *testing.T) {
 	f.Close()
 
 	srv = startServe(t, append(args, "--log-level", "info")...)
-	waitMatches(t, srv.url, token, res)
+	waitMatches(t, srv.url, playToken, res)
 	if !strings.Contains(srv.stderr.String(), "the machine restarted while it had unsynced commits") {
 		t.Errorf("serve did not say why it rebuilt the projection:\n%s", srv.stderr)
 	}
@@ -322,6 +286,37 @@ func TestServeRebuildsATornProjection(t *testing.T) {
 	if err := run(context.Background(), []string{"transferd", "replay", "--verify", "--data", dir, "--quiet"}, noEnv, strings.NewReader(""), &out, &errOut); err != nil {
 		t.Fatalf("replay --verify after the rebuild: %v\n%s%s", err, out.String(), errOut.String())
 	}
+}
+
+// playToken is playServe's API token.
+const playToken = "test-token-0123456789"
+
+// playServe starts serve on a new data directory, trusting a new key
+// server, plays the simulator's seeded transfers against it with the given
+// concurrency, and waits until the query API shows every transfer as the
+// simulator expects. It returns the directory, serve's arguments, the
+// serve (still running) and what the simulator expects.
+func playServe(t *testing.T, transfers, concurrency int, seed int64) (string, []string, *serving, simulator.Result) {
+	t.Helper()
+	keys, err := simulator.StartKeyServer("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { keys.Close() })
+	dir := t.TempDir()
+	args := append([]string{"--data", dir, "--api-token", playToken}, keys.ServeFlags(simulator.DefaultAppARI)...)
+	srv := startServe(t, args...)
+	res, err := simulator.Run(context.Background(), simulator.Config{
+		Target: srv.url, KeyServer: keys, Transfers: transfers, Concurrency: concurrency, Seed: seed, Timeout: 45 * time.Second,
+	})
+	if err == nil {
+		err = res.Err()
+	}
+	if err != nil {
+		t.Fatalf("simulate: %v\n%s", err, srv.stderr)
+	}
+	waitMatches(t, srv.url, playToken, res)
+	return dir, args, srv, res
 }
 
 // waitMatches waits until every transfer of res reads back through the
