@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/transferd/transferd/engine"
+	"github.com/transferd/transferd/engine/journal"
 	"github.com/transferd/transferd/ingest/simulator"
 	"github.com/transferd/transferd/projections"
 )
@@ -44,7 +45,7 @@ func benchServeMemory(b *testing.B, n int) {
 	ctx := context.Background()
 	dir := b.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sf := storeFlags{data: dir, sync: syncInterval}
+	sf := storeFlags{data: dir, sync: syncInterval, transfersMaxAge: journal.TransfersMaxAge}
 	j, err := sf.openJournal(ctx, log)
 	if err != nil {
 		b.Fatal(err)
