@@ -51,5 +51,5 @@ func Outbox(s *Store) map[uint64]uint64 {
 }
 
 // Release lets s's mapped pages go from the process's resident set, as a
-// rebuild does after each batch.
-func Release(s *Store) { s.release() }
+// rebuild does as its file grows.
+func Release(s *Store) { s.release(0, 0) }

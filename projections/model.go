@@ -178,7 +178,7 @@ func (p *Projector) committed(b *batch, changed []*touched, acks []outboxEntry) 
 		p.opts.Notify(cs)
 	}
 	if p.opts.release {
-		p.s.release()
+		p.released = p.s.release(p.released, releaseStep)
 	}
 	if p.opts.progress != nil {
 		p.opts.progress(b.last)

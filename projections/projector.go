@@ -45,7 +45,7 @@ type ProjectorOptions struct {
 	until       uint64                                                            // stop once the checkpoint reaches it; 0: never
 	outboxAfter uint64                                                            // only events after it put transfers in the outbox
 	progress    func(cp uint64)                                                   // called after each commit
-	release     bool                                                              // let the mapped pages go after each commit (Store.release)
+	release     bool                                                              // let the mapped pages go every releaseStep of growth (Store.release)
 	onCommit    func(*bolt.Tx) error                                              // extra writes in each batch's transaction
 	beforeApply func(*engine.Event)                                               // tests: called before each event is applied
 	feedSync    func(ctx context.Context, sync func(context.Context) error) error // tests: wraps the feed's sync
@@ -58,6 +58,10 @@ type ProjectorOptions struct {
 // 100 MB below 10,000 at no cost in catch-up speed (docs/performance.md,
 // Memory). A rebuild, which runs alone, takes rebuildMaxBatch.
 const DefaultMaxBatch = 2000
+
+// releaseStep is how much a rebuild's file grows between two releases of
+// its mapped pages (Store.release).
+const releaseStep = 8 << 20
 
 // rebuildMaxBatch is a rebuild's batch: fewer, larger commits write each
 // page for more events, 30% faster than DefaultMaxBatch at 100k events,
@@ -133,6 +137,7 @@ type Projector struct {
 	lastEventAt atomic.Int64 // Unix nanoseconds
 	committedAt atomic.Int64 // Unix nanoseconds
 	lastKick    time.Time    // when a commit last woke the feed
+	released    int64        // the store's size when its mapped pages were last let go (opts.release)
 }
 
 // Start starts a projector on s reading from j. It fails with ErrRunning
