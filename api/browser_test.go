@@ -126,6 +126,22 @@ func (p *browserPage) text(t *testing.T, sel string) string {
 	return s
 }
 
+// waitText returns the text of sel once it contains want, or its last
+// text after 5 s: the page renders parts of itself again as data arrives
+// (the timeline, on a live update), and a node read while it is replaced
+// reads empty.
+func (p *browserPage) waitText(t *testing.T, sel, want string) string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := p.text(t, sel)
+		if strings.Contains(got, want) || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // eval evaluates a JavaScript expression in the page.
 func browserEval[T any](t *testing.T, p *browserPage, expr string) T {
 	t.Helper()
@@ -319,7 +335,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		{"#timeline tbody tr:nth-child(5)", "once"},
 	}
 	for _, c := range checks {
-		if got := p.text(t, c.sel); !strings.Contains(got, c.want) {
+		if got := p.waitText(t, c.sel, c.want); !strings.Contains(got, c.want) {
 			t.Errorf("%s shows %q, want %q in it", c.sel, got, c.want)
 		}
 	}
@@ -343,7 +359,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		{"#no-action", "no action needed"},
 		{"#lineage li:nth-child(1)", "settled"},
 	} {
-		if got := p.text(t, c.sel); !strings.Contains(got, c.want) {
+		if got := p.waitText(t, c.sel, c.want); !strings.Contains(got, c.want) {
 			t.Errorf("after the live event %s shows %q, want %q in it", c.sel, got, c.want)
 		}
 	}
