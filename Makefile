@@ -64,6 +64,14 @@ demo: build
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+	@# Every benchmark once, on small inputs: that it runs, not how fast
+	@# (make bench measures). A benchmark that fails at run time is caught
+	@# here rather than at the next make bench.
+	@out=$$(mktemp); \
+	if ! PROJECTIONS_BENCH_EVENTS=2000 BENCH_MEM_EVENTS=2000 $(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 5m ./... > $$out 2>&1; then \
+		cat $$out; rm -f $$out; echo "a benchmark failed (above)"; exit 1; \
+	fi; \
+	echo "benchmarks: $$(grep -c '^Benchmark' $$out) ran once on small inputs"; rm -f $$out
 
 ## bench: every benchmark once, with allocations; then the ingest figures
 ## on the platform's shape ($(BENCH_EVENTS) events of N/4.4 transfers, 20
