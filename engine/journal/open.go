@@ -174,6 +174,13 @@ func (j *Journal) setup(ctx context.Context) error {
 	if err != nil {
 		return setupErr(StreamTransfers, err)
 	}
+	if c := j.feedSt.CachedInfo().Config; c.MaxMsgsPerSubject == 1 && j.cfg.Logger != nil {
+		// Kept as the operator's (ensureStream), but said: it costs memory.
+		j.cfg.Logger.Warn("stream TRANSFERS keeps one state per transfer and phase, as an older transferd created it: "+
+			"nats-server then loads its blocks to delete the older states, which costs memory under load; "+
+			"to keep every state for a time instead, edit the stream (docs/design.md, TRANSFERS retention)",
+			"stream", StreamTransfers, "command", "nats stream edit TRANSFERS --max-msgs-per-subject=-1 --max-age=30d")
+	}
 	if j.tenants, err = j.bucket(ctx, jetstream.KeyValueConfig{
 		Bucket:      BucketTenants,
 		Description: "transferd Connect installations by clientKey",
