@@ -3,7 +3,6 @@ package journal_test
 import (
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,8 +17,8 @@ import (
 // setting transferd owns that was changed is put back.
 func TestOpenKeepsOperatorLimits(t *testing.T) {
 	dir := t.TempDir()
-	var logs lockedLog // the embedded server logs from its own goroutines too
-	j := journaltest.OpenConfig(t, journal.Config{DataDir: dir, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	logs := &lockedBuilder{} // the embedded server logs from its own goroutines too
+	j := journaltest.OpenConfig(t, journal.Config{DataDir: dir, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if strings.Contains(logs.String(), "stream TRANSFERS keeps one state") {
 		t.Errorf("a new TRANSFERS warned of old limits:\n%s", logs.String())
 	}
@@ -46,8 +45,8 @@ func TestOpenKeepsOperatorLimits(t *testing.T) {
 	set("KV_"+journal.BucketTenants, func(c *jetstream.StreamConfig) { c.MaxBytes = 64 << 20 })
 	j.Close()
 
-	logs.Reset()
-	j = journaltest.OpenConfig(t, journal.Config{DataDir: dir, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	logs = &lockedBuilder{}
+	j = journaltest.OpenConfig(t, journal.Config{DataDir: dir, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	js = journal.JetStream(j)
 	if !strings.Contains(logs.String(), "stream TRANSFERS keeps one state per transfer and phase") ||
 		!strings.Contains(logs.String(), "nats stream edit TRANSFERS --max-msgs-per-subject=-1") {
@@ -71,28 +70,4 @@ func TestOpenKeepsOperatorLimits(t *testing.T) {
 	if c := get("KV_" + journal.BucketTenants); c.MaxBytes != 64<<20 {
 		t.Errorf("tenants bucket MaxBytes after reopening: %d", c.MaxBytes)
 	}
-}
-
-// lockedLog is a log destination safe for concurrent writers.
-type lockedLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *lockedLog) Reset() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b.Reset()
 }
