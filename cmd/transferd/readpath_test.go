@@ -348,31 +348,10 @@ func waitMatches(t *testing.T, url, token string, res simulator.Result) {
 // lost before syncing them (never acknowledged), is rebuilt from the
 // journal when serve starts, instead of serve refusing to start.
 func TestServeRebuildsAProjectionAheadOfTheJournal(t *testing.T) {
-	keys, err := simulator.StartKeyServer("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { keys.Close() })
-	const token = "test-token-0123456789"
-	play := func(dir string, transfers int, seed int64) simulator.Result {
-		args := append([]string{"--data", dir, "--api-token", token}, keys.ServeFlags(simulator.DefaultAppARI)...)
-		srv := startServe(t, args...)
-		res, err := simulator.Run(context.Background(), simulator.Config{
-			Target: srv.url, KeyServer: keys, Transfers: transfers, Concurrency: 8, Seed: seed, Timeout: 45 * time.Second,
-		})
-		if err == nil {
-			err = res.Err()
-		}
-		if err != nil {
-			t.Fatalf("simulate: %v\n%s", err, srv.stderr)
-		}
-		waitMatches(t, srv.url, token, res)
-		srv.stop(t)
-		return res
-	}
-	long, short := t.TempDir(), t.TempDir()
-	gone := play(long, 40, 1)
-	kept := play(short, 5, 2)
+	long, _, srv, gone := playServe(t, 40, 8, 1)
+	srv.stop(t)
+	short, args, srv, kept := playServe(t, 5, 8, 2)
+	srv.stop(t)
 	data, err := os.ReadFile(projectionFile(long))
 	if err != nil {
 		t.Fatal(err)
@@ -381,13 +360,12 @@ func TestServeRebuildsAProjectionAheadOfTheJournal(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	args := append([]string{"--data", short, "--api-token", token, "--log-level", "info"}, keys.ServeFlags(simulator.DefaultAppARI)...)
-	srv := startServe(t, args...)
-	waitMatches(t, srv.url, token, kept)
+	srv = startServe(t, append(args, "--log-level", "info")...)
+	waitMatches(t, srv.url, playToken, kept)
 	if !strings.Contains(srv.stderr.String(), "it is ahead of the journal") {
 		t.Errorf("serve did not say why it rebuilt the projection:\n%s", srv.stderr)
 	}
-	c := client.New(srv.url, token)
+	c := client.New(srv.url, playToken)
 	for _, x := range gone.Expect {
 		if _, err := c.Transfer(context.Background(), x.TransferID); err == nil {
 			t.Errorf("transfer %s, not in the journal, still answered after the rebuild", x.TransferID)
