@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -132,6 +133,23 @@ func (e *Event) Key() string {
 // same messageId is never taken for a duplicate.
 func (e *Event) DedupeKey() string {
 	return string(e.Source) + ":" + e.Issuer + ":" + e.TransferID + ":" + e.Key()
+}
+
+// KeyInDedupeKey returns the key in dedupeKey when it is the DedupeKey of
+// an event of source src, issuer and transferID, else "" (without
+// building the prefix: it runs for every event read back).
+func KeyInDedupeKey(dedupeKey string, src Source, issuer, transferID string) string {
+	rest := dedupeKey
+	for _, part := range [...]string{string(src), issuer, transferID} {
+		var ok bool
+		if rest, ok = strings.CutPrefix(rest, part); ok {
+			rest, ok = strings.CutPrefix(rest, ":")
+		}
+		if !ok {
+			return ""
+		}
+	}
+	return rest
 }
 
 // Migration is the migrationDetails block shared by a transfer's events.

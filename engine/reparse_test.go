@@ -183,3 +183,28 @@ func BenchmarkReparse(b *testing.B) {
 		}
 	}
 }
+
+// TestKeyInDedupeKey: the key comes back out of an event's DedupeKey, also
+// when the issuer holds colons (a Forge app ARI), and only for the event's
+// own source, issuer and transferId.
+func TestKeyInDedupeKey(t *testing.T) {
+	e := &engine.Event{ID: "m-1", Digest: strings.Repeat("ab", 32), Source: engine.SourceForge,
+		Issuer: "ari:cloud:ecosystem::installation/1", TransferID: "t-1"}
+	if got := engine.KeyInDedupeKey(e.DedupeKey(), e.Source, e.Issuer, e.TransferID); got != e.Key() {
+		t.Errorf("key %q, want %q", got, e.Key())
+	}
+	for _, c := range []struct {
+		src            engine.Source
+		issuer, tid, m string
+	}{
+		{engine.SourceConnect, e.Issuer, e.TransferID, e.DedupeKey()},
+		{e.Source, "ari:cloud:ecosystem::installation/2", e.TransferID, e.DedupeKey()},
+		{e.Source, e.Issuer, "t-2", e.DedupeKey()},
+		{e.Source, e.Issuer, e.TransferID, e.ID},
+		{e.Source, e.Issuer, e.TransferID, "forge:" + e.Issuer + e.TransferID + ":" + e.Key()},
+	} {
+		if got := engine.KeyInDedupeKey(c.m, c.src, c.issuer, c.tid); got != "" {
+			t.Errorf("KeyInDedupeKey(%q, %s, %s, %s) = %q, want none", c.m, c.src, c.issuer, c.tid, got)
+		}
+	}
+}

@@ -3,7 +3,6 @@ package journal
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/transferd/transferd/engine"
@@ -31,34 +30,9 @@ type Envelope struct {
 	Seq uint64 `json:"seq,omitempty"`
 	// Key is the event's key (engine.Event.Key) as its Nats-Msg-Id
 	// recorded it when it was appended; empty unless the envelope was
-	// read from the stream with such a header (see keyOf). Not encoded.
+	// read from the stream with such a header (engine.KeyInDedupeKey). Not
+	// encoded.
 	Key string `json:"-"`
-}
-
-// keyOf returns the key in msgID, the Nats-Msg-Id of env's message,
-// when it is env's engine.Event.DedupeKey form
-// ("<source>:<issuer>:<transferId>:<key>"), else "".
-func keyOf(env *Envelope, msgID string) string {
-	rest, ok := strings.CutPrefix(msgID, string(env.Source))
-	if ok {
-		rest, ok = strings.CutPrefix(rest, ":")
-	}
-	if ok {
-		rest, ok = strings.CutPrefix(rest, env.Issuer)
-	}
-	if ok {
-		rest, ok = strings.CutPrefix(rest, ":")
-	}
-	if ok {
-		rest, ok = strings.CutPrefix(rest, env.TransferID)
-	}
-	if ok {
-		rest, ok = strings.CutPrefix(rest, ":")
-	}
-	if !ok {
-		return ""
-	}
-	return rest
 }
 
 // header is the part of the envelope Encode marshals; the payload is

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/transferd/transferd/engine"
 )
 
 // Limits of a Reader's ordered consumer: how often it is recreated in a row
@@ -224,7 +226,7 @@ func (r *Reader) read(ctx context.Context) (Envelope, error) {
 	}
 	env.Seq = meta.Sequence.Stream
 	if h := msg.Headers(); h != nil {
-		env.Key = keyOf(&env, h.Get(jetstream.MsgIDHeader))
+		env.Key = engine.KeyInDedupeKey(h.Get(jetstream.MsgIDHeader), env.Source, env.Issuer, env.TransferID)
 	}
 	return env, nil
 }
