@@ -119,12 +119,12 @@ func TestCrashRecovery(t *testing.T) {
 		}
 		io.Copy(io.Discard, out)
 		err = cmd.Wait()
-		if _, serr := os.Stat(path + ".unsynced"); serr != nil && thisBoot(t) != "" && checkpointOf(t, path) < last {
+		cp := checkpointOf(t, path)
+		if _, serr := os.Stat(path + ".unsynced"); serr != nil && thisBoot(t) != "" && cp < last {
 			// Killed, not closed: the file is whole (same boot), its mark
 			// says it was written without syncs.
 			t.Errorf("no unsynced mark after a kill: %v", serr)
 		}
-		cp := checkpointOf(t, path)
 		t.Logf("killed at checkpoint %d of %d (%v)", cp, last, err)
 		if cp > 0 && cp < last {
 			midway = append(midway, cp)
