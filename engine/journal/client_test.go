@@ -97,7 +97,13 @@ func TestTenantsBucket(t *testing.T) {
 	var seen []string
 	for len(seen) < 4 {
 		select {
-		case e := <-w.Updates():
+		case e, ok := <-w.Updates():
+			switch {
+			case !ok:
+				t.Fatalf("watch closed after %q", seen)
+			case e == nil:
+				t.Fatalf("a second end-of-initial-values marker after %q", seen)
+			}
 			if e.Deleted {
 				seen = append(seen, "-"+e.Key)
 			} else {
