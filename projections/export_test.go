@@ -53,3 +53,10 @@ func Outbox(s *Store) map[uint64]uint64 {
 // Release lets s's mapped pages go from the process's resident set, as a
 // rebuild does as its file grows.
 func Release(s *Store) { s.release(0, 0) }
+
+// WithRuns returns opts folding batches of maxBatch events in runs of up
+// to runEvents per transaction, as a rebuild does.
+func WithRuns(opts ProjectorOptions, maxBatch, runEvents int) ProjectorOptions {
+	opts.MaxBatch, opts.runEvents = maxBatch, runEvents
+	return opts
+}

@@ -38,12 +38,7 @@ type touched struct {
 
 // apply folds b into the store in one transaction, then publishes.
 func (p *Projector) apply(b *batch) error {
-	if u := p.opts.until; u > 0 && b.last > u {
-		b.events = slices.DeleteFunc(b.events, func(e *engine.Event) bool { return e.Seq > u })
-		b.unparsable = slices.DeleteFunc(b.unparsable, func(s uint64) bool { return s > u })
-		b.corrupt = slices.DeleteFunc(b.corrupt, func(s uint64) bool { return s > u })
-		b.last = u
-	}
+	p.trim(b)
 	if b.last <= p.s.Checkpoint() {
 		return nil
 	}
@@ -67,6 +62,16 @@ func (p *Projector) apply(b *batch) error {
 		}
 	}
 	return nil
+}
+
+// trim drops what b holds past opts.until.
+func (p *Projector) trim(b *batch) {
+	if u := p.opts.until; u > 0 && b.last > u {
+		b.events = slices.DeleteFunc(b.events, func(e *engine.Event) bool { return e.Seq > u })
+		b.unparsable = slices.DeleteFunc(b.unparsable, func(s uint64) bool { return s > u })
+		b.corrupt = slices.DeleteFunc(b.corrupt, func(s uint64) bool { return s > u })
+		b.last = u
+	}
 }
 
 // foldFault is a batch that could not be folded: a panic while folding,

@@ -2,6 +2,7 @@ package projections
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -46,6 +47,7 @@ type ProjectorOptions struct {
 	outboxAfter uint64                                                            // only events after it put transfers in the outbox
 	progress    func(cp uint64)                                                   // called after each commit
 	release     bool                                                              // let the mapped pages go every releaseStep of growth (Store.release)
+	runEvents   int                                                               // > 0: fold consecutive batches in one transaction up to this many events (applyRun)
 	onCommit    func(*bolt.Tx) error                                              // extra writes in each batch's transaction
 	beforeApply func(*engine.Event)                                               // tests: called before each event is applied
 	feedSync    func(ctx context.Context, sync func(context.Context) error) error // tests: wraps the feed's sync
@@ -63,10 +65,16 @@ const DefaultMaxBatch = 2000
 // its mapped pages (Store.release).
 const releaseStep = 8 << 20
 
-// rebuildMaxBatch is a rebuild's batch: fewer, larger commits write each
-// page for more events, 30% faster than DefaultMaxBatch at 100k events,
-// for about 40 MB more at its peak.
-const rebuildMaxBatch = 10000
+// A rebuild reads batches of rebuildMaxBatch events and folds
+// consecutive ones in one transaction until it holds rebuildRunEvents
+// (applyRun): fewer, larger commits write each page for more events (30%
+// faster than DefaultMaxBatch at 100k events), while only the batch being
+// folded and the one read ahead are in memory, not a whole commit's
+// events (peak RSS 170 → 110 MB at 175,000 events, docs/performance.md).
+const (
+	rebuildMaxBatch  = 2500
+	rebuildRunEvents = 10000
+)
 
 func (o ProjectorOptions) withDefaults() ProjectorOptions {
 	if o.MaxBatch <= 0 {
@@ -138,6 +146,7 @@ type Projector struct {
 	committedAt atomic.Int64 // Unix nanoseconds
 	lastKick    time.Time    // when a commit last woke the feed
 	released    int64        // the store's size when its mapped pages were last let go (opts.release)
+	singleUntil uint64       // after a run's fold fault: apply batches one by one up to this sequence
 }
 
 // Start starts a projector on s reading from j. It fails with ErrRunning
@@ -443,6 +452,28 @@ func (p *Projector) consume(ctx context.Context, r *journal.Reader) ending {
 				// The reader closes batches without an error only when
 				// ctx ended; select may pick this case before ctx.Done.
 				return endStop
+			}
+			if p.runs() {
+				var err error
+				if b, err = p.applyRun(ctx, b, batches); err != nil {
+					var fault *runFault
+					if errors.As(err, &fault) {
+						// Read the run again from the checkpoint, batch by
+						// batch: apply finds and parks the culprit.
+						p.log.Error("projections: a run of batches failed to fold; folding them one batch at a time",
+							"from", p.s.Checkpoint()+1, "to", fault.last, "err", fault.err)
+						p.singleUntil = fault.last
+						return endReadError
+					}
+					p.fail(err)
+					return endFatal
+				}
+				if b == nil {
+					if p.done() {
+						return endDrain
+					}
+					continue
+				}
 			}
 			if b.err != nil {
 				p.log.Warn("projections: reading the journal failed; reconnecting", "err", b.err)

@@ -143,7 +143,7 @@ func build(ctx context.Context, j *journal.Journal, path string, until, outboxAf
 		// to the outbox.
 		outboxAfter = 0
 	}
-	opts := ProjectorOptions{MaxBatch: rebuildMaxBatch, NoPublish: true, outboxAfter: outboxAfter, release: true}
+	opts := ProjectorOptions{MaxBatch: rebuildMaxBatch, runEvents: rebuildRunEvents, NoPublish: true, outboxAfter: outboxAfter, release: true}
 	if progress != nil {
 		progress(0, until)
 		opts.progress = func(cp uint64) { progress(cp, until) }
