@@ -58,7 +58,8 @@ type ProjectorOptions struct {
 // pages of its own, and bbolt keeps a commit's dirty pages in memory (and
 // its page pool afterwards): 2,000 events hold serve's peak memory about
 // 100 MB below 10,000 at no cost in catch-up speed (docs/performance.md,
-// Memory). A rebuild, which runs alone, takes rebuildMaxBatch.
+// Memory). A rebuild, which runs alone, folds runs of rebuildMaxBatch
+// batches up to rebuildRunEvents per commit.
 const DefaultMaxBatch = 2000
 
 // releaseStep is how much a rebuild's file grows between two releases of
