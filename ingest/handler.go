@@ -124,6 +124,18 @@ type Accepted struct {
 	Duplicate bool   `json:"duplicate"`
 }
 
+// appendJSON appends what httperr.WriteJSON writes for a, without
+// reflection: every acknowledged event is answered with one.
+func (a Accepted) appendJSON(b []byte) []byte {
+	b = append(b, `{"accepted":`...)
+	b = strconv.AppendBool(b, a.Accepted)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendUint(b, a.Seq, 10)
+	b = append(b, `,"duplicate":`...)
+	b = strconv.AppendBool(b, a.Duplicate)
+	return append(b, "}\n"...)
+}
+
 // ServeHTTP routes to the Connect, lifecycle and Forge handlers.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
@@ -146,6 +158,9 @@ func (h *Handler) observe(route string, src engine.Source, fn stage) http.Handle
 			if o.Status < 500 {
 				h.refusal.refused(r, &o, msg)
 			}
+		} else if a, ok := reply.(Accepted); ok {
+			o.Status = http.StatusOK
+			httperr.WriteBody(w, http.StatusOK, a.appendJSON(make([]byte, 0, 64)))
 		} else {
 			o.Status = http.StatusOK
 			httperr.WriteJSON(w, http.StatusOK, reply)
