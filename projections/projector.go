@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -457,17 +456,7 @@ func (p *Projector) consume(ctx context.Context, r *journal.Reader) ending {
 			if p.runs() {
 				var err error
 				if b, err = p.applyRun(ctx, b, batches); err != nil {
-					var fault *runFault
-					if errors.As(err, &fault) {
-						// Read the run again from the checkpoint, batch by
-						// batch: apply finds and parks the culprit.
-						p.log.Error("projections: a run of batches failed to fold; folding them one batch at a time",
-							"from", p.s.Checkpoint()+1, "to", fault.last, "err", fault.err)
-						p.singleUntil = fault.last
-						return endReadError
-					}
-					p.fail(err)
-					return endFatal
+					return p.runFailed(err)
 				}
 				if b == nil {
 					if p.done() {

@@ -97,7 +97,8 @@ func (p *Projector) applyRun(ctx context.Context, first *batch, more <-chan *bat
 		return nil
 	})
 	if err != nil {
-		if fault := (*foldFault)(nil); errors.As(err, &fault) && cur != nil {
+		var fault *foldFault
+		if errors.As(err, &fault) && cur != nil {
 			return nil, &runFault{last: cur.last, err: err}
 		}
 		return nil, fmt.Errorf("projections: commit batches up to sequence %d: %w", done, err)
@@ -110,4 +111,20 @@ func (p *Projector) applyRun(ctx context.Context, first *batch, more <-chan *bat
 		p.committed(summary, nil, nil)
 	}
 	return rest, nil
+}
+
+// runFailed says how consume ends after applyRun failed with err. After a
+// fold fault the run is read again from the checkpoint and applied batch
+// by batch (see runs), where apply finds and parks the culprit; any other
+// failure stops the projector.
+func (p *Projector) runFailed(err error) ending {
+	var fault *runFault
+	if !errors.As(err, &fault) {
+		p.fail(err)
+		return endFatal
+	}
+	p.log.Error("projections: a run of batches failed to fold; folding them one batch at a time",
+		"from", p.s.Checkpoint()+1, "to", fault.last, "err", fault.err)
+	p.singleUntil = fault.last
+	return endReadError
 }
