@@ -67,4 +67,9 @@ func TestPanicInARunParks(t *testing.T) {
 	if diffs, err := projections.CompareStores(batched, runs); err != nil || len(diffs) != 0 {
 		t.Fatalf("runs and batches differ: %v %v", diffs, err)
 	}
+	// The runs before and after the failed one were folded as runs: fewer
+	// commits than 15 batches and the failed batch's one commit per event.
+	if r, b := runs.Commits(), batched.Commits(); r >= b {
+		t.Errorf("commits: %d with runs, %d in batches", r, b)
+	}
 }
