@@ -434,10 +434,16 @@
     // Dead letters: uploads whose import failed for good (GET
     // /v1/dead-letters; 404 when serve runs without --work). Shown only
     // when there are some.
+    // A refresh that brings the same list leaves the rows alone: a row
+    // replaced between a click's press and release loses the click.
+    let deadShown = null;
     async function loadDead() {
       try {
         const d = await api("/v1/dead-letters");
         const list = d.deadLetters || [];
+        const sig = JSON.stringify(list);
+        if (sig === deadShown) return;
+        deadShown = sig;
         const panel = byId("dead-panel");
         panel.hidden = list.length === 0;
         if (!list.length) return;
@@ -483,9 +489,13 @@
     // Transfers close to a deadline (GET /v1/deadlines): a cancellation
     // to settle within the hour, or within 24 h of the 14-day limit; the
     // most pressing first. Shown only when there are some.
+    let deadlinesShown = null; // as deadShown
     async function loadDeadlines() {
       try {
         const d = await api("/v1/deadlines?limit=20");
+        const sig = JSON.stringify(d);
+        if (sig === deadlinesShown) return;
+        deadlinesShown = sig;
         const panel = byId("deadline-panel");
         panel.hidden = !d.total;
         if (!d.total) return;
